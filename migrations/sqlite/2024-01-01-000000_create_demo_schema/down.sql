@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS payments;
+DROP TABLE IF EXISTS cleaning_jobs;
+DROP TABLE IF EXISTS properties;
+DROP TABLE IF EXISTS clients;
+DROP TABLE IF EXISTS users;

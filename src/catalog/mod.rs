@@ -1,0 +1,360 @@
+//! The database's shape, read at run time: tables, columns, keys, foreign keys and the sequences
+//! that feed columns. Nothing in the tool is generated per table; every command works from this.
+//!
+//! Invariants:
+//! - Read in a handful of queries whatever the number of tables (see `pg.rs` / `sqlite.rs`).
+//! - `tables` holds each loadable table once: partitions are represented by their partitioned
+//!   parent; views and extension-owned tables are not included.
+//! - A table's fixture key is `table` when it lives in the connection's default schema, else
+//!   `schema.table`; a part containing `.` or `"` is double-quoted with `""` escaping. The same
+//!   syntax is accepted wherever a user names a table.
+
+pub mod pg;
+pub mod sqlite;
+
+use serde::Deserialize;
+
+use crate::backend::Connection;
+use crate::error::{Error, Result};
+
+/// A table's schema-qualified name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    /// `"schema"."name"`, always quoted, for SQL text.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Identity {
+    #[serde(rename = "a")]
+    Always,
+    #[serde(rename = "d")]
+    ByDefault,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// The declared type as the database prints it (`integer`, `numeric(10,2)`, `text[]`).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// How values of this column are written to and read from JSON (see `format`).
+    #[serde(default)]
+    pub kind: ValueKind,
+    pub nullable: bool,
+    pub default: Option<String>,
+    /// A generated (computed) column: never written, never loaded.
+    pub generated: bool,
+    pub identity: Option<Identity>,
+}
+
+/// How a column's values are represented in a fixture. The catalog decides this from the type
+/// (after unwrapping domains), so dump and load agree by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    /// Integers: a JSON number, copied digit for digit.
+    Integer,
+    /// numeric / float: a JSON number, or the string "NaN" / "Infinity" / "-Infinity".
+    Number,
+    Boolean,
+    /// json: the stored text verbatim (key order, duplicates and spelling kept).
+    Json,
+    /// jsonb: nested JSON.
+    Jsonb,
+    /// bytea: "\\x..." hex string (PostgreSQL's own JSON rendering).
+    Bytes,
+    /// Types whose JSON form is not their text form (arrays, composites, hstore, ...): the
+    /// server renders them with to_json and parses them back with json_populate_record.
+    Structured,
+    /// Timestamps and dates: PostgreSQL's JSON rendering (ISO 8601 with `T`).
+    DateTime,
+    /// Everything else: the type's text form as a JSON string.
+    #[default]
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TableKind {
+    #[serde(rename = "r")]
+    Ordinary,
+    #[serde(rename = "p")]
+    Partitioned,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Table {
+    pub name: QualifiedName,
+    pub kind: TableKind,
+    pub columns: Vec<Column>,
+    /// Primary key columns in key order; empty when the table has none.
+    pub primary_key: Vec<String>,
+    /// Other unique constraints / unique indexes usable as a conflict target.
+    #[serde(default)]
+    pub unique: Vec<Vec<String>>,
+    /// The planner's row estimate (progress bars only; never trusted for correctness).
+    #[serde(default)]
+    pub estimated_rows: f64,
+    /// SQLite only: the table uses AUTOINCREMENT (has a `sqlite_sequence` entry).
+    #[serde(default)]
+    pub autoincrement: bool,
+    /// Filled in by [`Catalog`]: the key used in fixtures and messages.
+    #[serde(skip)]
+    pub key: String,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Columns whose values appear in fixtures (generated columns are recomputed by the database).
+    pub fn stored_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| !c.generated)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub table: QualifiedName,
+    pub columns: Vec<String>,
+    pub ref_table: QualifiedName,
+    pub ref_columns: Vec<String>,
+    pub deferrable: bool,
+}
+
+/// A column a sequence feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SequenceUse {
+    pub table: QualifiedName,
+    pub column: String,
+}
+
+/// A sequence that feeds at least one column of a catalog table. On SQLite the "sequence" is the
+/// table's `sqlite_sequence` row (name = the table's name, increment 1).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sequence {
+    pub name: QualifiedName,
+    #[serde(deserialize_with = "de_i128")]
+    pub start: i128,
+    #[serde(deserialize_with = "de_i128")]
+    pub increment: i128,
+    #[serde(deserialize_with = "de_i128")]
+    pub min: i128,
+    #[serde(deserialize_with = "de_i128")]
+    pub max: i128,
+    pub feeds: Vec<SequenceUse>,
+}
+
+/// Sequence bounds arrive as text so that no value goes through a float.
+fn de_i128<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// Everything the tool knows about a database's shape.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The schema unqualified names resolve to (first of the search_path; `main` on SQLite).
+    pub default_schema: String,
+    pub tables: Vec<Table>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub sequences: Vec<Sequence>,
+}
+
+impl Catalog {
+    /// Reads the catalog of the connected database.
+    pub fn read(conn: &mut Connection) -> Result<Catalog> {
+        let mut cat = match conn {
+            Connection::Pg(_) => pg::read(conn)?,
+            Connection::Sqlite(_) => sqlite::read(conn)?,
+        };
+        cat.tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let default_schema = cat.default_schema.clone();
+        for t in &mut cat.tables {
+            t.key = table_key(&t.name, &default_schema);
+        }
+        Ok(cat)
+    }
+
+    pub fn table_index(&self, name: &QualifiedName) -> Option<usize> {
+        self.tables
+            .binary_search_by(|t| t.name.cmp(name))
+            .ok()
+    }
+
+    pub fn table(&self, name: &QualifiedName) -> Option<&Table> {
+        self.table_index(name).map(|i| &self.tables[i])
+    }
+
+    /// Finds a table by a user-supplied name (`table`, `schema.table`, quoted parts allowed).
+    /// An unqualified name resolves in the default schema first, then in any schema where it is
+    /// unique.
+    pub fn find(&self, user_name: &str) -> Result<usize> {
+        let unknown = |hint: String| Error::UnknownTable {
+            name: user_name.to_string(),
+            hint,
+        };
+        let parts = split_name(user_name).map_err(|m| unknown(format!(" ({m})")))?;
+        match parts.as_slice() {
+            [schema, name] => self
+                .table_index(&QualifiedName {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                })
+                .ok_or_else(|| unknown(self.suggest(name))),
+            [name] => {
+                if let Some(i) = self.table_index(&QualifiedName {
+                    schema: self.default_schema.clone(),
+                    name: name.clone(),
+                }) {
+                    return Ok(i);
+                }
+                let found: Vec<usize> = (0..self.tables.len())
+                    .filter(|&i| &self.tables[i].name.name == name)
+                    .collect();
+                match found.as_slice() {
+                    [i] => Ok(*i),
+                    [] => Err(unknown(self.suggest(name))),
+                    many => Err(unknown(format!(
+                        " (ambiguous: qualify it as one of {})",
+                        many.iter()
+                            .map(|&i| self.tables[i].key.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                }
+            }
+            _ => Err(unknown(" (expected table or schema.table)".into())),
+        }
+    }
+
+    fn suggest(&self, name: &str) -> String {
+        let lower = name.to_lowercase();
+        let close: Vec<&str> = self
+            .tables
+            .iter()
+            .filter(|t| t.name.name.to_lowercase() == lower || t.name.name.contains(name))
+            .map(|t| t.key.as_str())
+            .take(3)
+            .collect();
+        if close.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", close.join(", "))
+        }
+    }
+}
+
+/// Quotes an identifier for SQL: always double-quoted, embedded quotes doubled. Used for every
+/// identifier the tool sends, so a hostile name stays a name.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL text that cannot take bind parameters (dry-run output).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The fixture key of a table (see the module doc).
+pub fn table_key(name: &QualifiedName, default_schema: &str) -> String {
+    let part = |s: &str| {
+        if s.contains('.') || s.contains('"') {
+            quote_ident(s)
+        } else {
+            s.to_string()
+        }
+    };
+    if name.schema == default_schema {
+        part(&name.name)
+    } else {
+        format!("{}.{}", part(&name.schema), part(&name.name))
+    }
+}
+
+/// Splits `a.b`, `"a.x"."b"` and `b` into their parts, unquoting as it goes.
+pub fn split_name(s: &str) -> std::result::Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut quoted_part = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if cur.is_empty() && !quoted_part => {
+                quoted_part = true;
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            cur.push('"');
+                        }
+                        Some('"') => break,
+                        Some(ch) => cur.push(ch),
+                        None => return Err("unterminated quote".into()),
+                    }
+                }
+                match chars.peek() {
+                    None | Some('.') => {}
+                    Some(_) => return Err("text after a closing quote".into()),
+                }
+            }
+            '.' => {
+                if cur.is_empty() && !quoted_part {
+                    return Err("empty name part".into());
+                }
+                parts.push(std::mem::take(&mut cur));
+                quoted_part = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if cur.is_empty() && !quoted_part {
+        return Err("empty name part".into());
+    }
+    parts.push(cur);
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qn(s: &str, n: &str) -> QualifiedName {
+        QualifiedName {
+            schema: s.into(),
+            name: n.into(),
+        }
+    }
+
+    #[test]
+    fn keys_quote_only_when_needed_and_split_back() {
+        assert_eq!(table_key(&qn("public", "users"), "public"), "users");
+        assert_eq!(table_key(&qn("sales", "users"), "public"), "sales.users");
+        assert_eq!(
+            table_key(&qn("a.b", "we\"ird.t"), "public"),
+            "\"a.b\".\"we\"\"ird.t\""
+        );
+        for (s, n) in [("public", "x"), ("a.b", "c"), ("s", "we\"ird.t"), ("s p", "My Table")] {
+            let key = table_key(&qn(s, n), "none");
+            assert_eq!(split_name(&key).unwrap(), vec![s.to_string(), n.to_string()]);
+        }
+        assert!(split_name("a..b").is_err());
+        assert!(split_name("\"open").is_err());
+        assert_eq!(split_name("\"\"").unwrap(), vec![String::new()]);
+    }
+
+    #[test]
+    fn quote_ident_doubles_quotes() {
+        assert_eq!(quote_ident("x\"; DROP TABLE y; --"), "\"x\"\"; DROP TABLE y; --\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,152 @@
+//! PostgreSQL catalog introspection: three queries for any number of tables, each returning one
+//! JSON document built by the server.
+//!
+//! What counts as a table: ordinary and partitioned tables (`relkind` r, p) in every schema but
+//! the system ones, excluding partitions (their parent stands for them) and tables owned by an
+//! extension. A sequence "feeds" a column when it is owned by it (serial, identity) or when the
+//! column's DEFAULT references it (`nextval('s'::regclass)`, recorded in pg_depend), so shared
+//! sequences and sequences without OWNED BY are found too.
+
+use super::{Catalog, ForeignKey, Sequence, Table};
+use crate::backend::Connection;
+use crate::error::Result;
+
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+pub(super) fn read(conn: &mut Connection) -> Result<Catalog> {
+    let default_schema: Option<String> =
+        conn.query_json("SELECT to_json(current_schema())::text AS j")?;
+    let tables: Option<Vec<Table>> = conn.query_json(&tables_sql())?;
+    let foreign_keys: Option<Vec<ForeignKey>> = conn.query_json(&foreign_keys_sql())?;
+    let sequences: Option<Vec<Sequence>> = conn.query_json(&sequences_sql())?;
+    Ok(Catalog {
+        default_schema: default_schema.unwrap_or_else(|| "public".into()),
+        tables: tables.unwrap_or_default(),
+        foreign_keys: foreign_keys.unwrap_or_default(),
+        sequences: sequences.unwrap_or_default(),
+    })
+}
+
+/// How a base type is represented in fixtures; see [`super::ValueKind`]. Domains are unwrapped
+/// (two levels, which covers real schemas) before classifying.
+const VALUE_KIND: &str = "CASE \
+    WHEN bt.typcategory = 'A' OR bt.typtype = 'c' THEN 'structured' \
+    WHEN bt.oid >= 16384 AND EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = bt.oid \
+         AND pc.casttarget = 'json'::regtype) THEN 'structured' \
+    WHEN bt.typname IN ('int2', 'int4', 'int8', 'oid') THEN 'integer' \
+    WHEN bt.typname IN ('numeric', 'float4', 'float8') THEN 'number' \
+    WHEN bt.typname = 'bool' THEN 'boolean' \
+    WHEN bt.typname = 'json' THEN 'json' \
+    WHEN bt.typname = 'jsonb' THEN 'jsonb' \
+    WHEN bt.typname = 'bytea' THEN 'bytes' \
+    WHEN bt.typname IN ('timestamp', 'timestamptz') THEN 'date_time' \
+    ELSE 'text' END";
+
+fn tables_sql() -> String {
+    format!(
+        r#"SELECT json_agg(t)::text AS j FROM (
+  SELECT json_build_object('schema', n.nspname, 'name', c.relname) AS name,
+         c.relkind::text AS kind,
+         CASE WHEN c.relkind = 'p' THEN
+              coalesce((SELECT sum(greatest(pc.reltuples, 0)) FROM pg_partition_tree(c.oid) pt
+                        JOIN pg_class pc ON pc.oid = pt.relid WHERE pt.isleaf), 0)
+              ELSE greatest(c.reltuples, 0) END::float8 AS estimated_rows,
+         (SELECT json_agg(json_build_object(
+                    'name', a.attname,
+                    'type', format_type(a.atttypid, a.atttypmod),
+                    'kind', {VALUE_KIND},
+                    'nullable', NOT a.attnotnull,
+                    'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                    'generated', a.attgenerated <> '',
+                    'identity', nullif(a.attidentity::text, ''))
+                  ORDER BY a.attnum)
+            FROM pg_attribute a
+            JOIN pg_type ty ON ty.oid = a.atttypid
+            LEFT JOIN pg_type d1 ON d1.oid = ty.typbasetype AND ty.typtype = 'd'
+            LEFT JOIN pg_type d2 ON d2.oid = d1.typbasetype AND d1.typtype = 'd'
+            CROSS JOIN LATERAL (SELECT coalesce(d2, d1, ty) AS b) base
+            CROSS JOIN LATERAL (SELECT (base.b).*) bt
+            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+         coalesce((SELECT json_agg(a.attname ORDER BY k.ord)
+            FROM pg_constraint pk
+            CROSS JOIN LATERAL unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = k.attnum
+           WHERE pk.conrelid = c.oid AND pk.contype = 'p'), '[]') AS primary_key,
+         coalesce((SELECT json_agg(u.cols ORDER BY u.name) FROM (
+             SELECT i.indexrelid::regclass::text AS name,
+                    (SELECT json_agg(a.attname ORDER BY k.ord)
+                       FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols
+               FROM pg_index i
+              WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary
+                AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid) u), '[]') AS unique
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                      AND e.objid = c.oid AND e.deptype = 'e')
+) t"#
+    )
+}
+
+fn foreign_keys_sql() -> String {
+    // conparentid <> 0 marks the per-partition clones of a constraint declared on a parent.
+    format!(
+        r#"SELECT json_agg(json_build_object(
+    'name', con.conname,
+    'table', json_build_object('schema', n.nspname, 'name', c.relname),
+    'columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                  FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+    'ref_table', json_build_object('schema', rn.nspname, 'name', rc.relname),
+    'ref_columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                  FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
+    'deferrable', con.condeferrable)
+  ORDER BY n.nspname, c.relname, con.conname)::text AS j
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid
+  JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+ WHERE con.contype = 'f' AND con.conparentid = 0 AND {USER_SCHEMAS}"#
+    )
+}
+
+fn sequences_sql() -> String {
+    format!(
+        r#"WITH uses AS (
+    -- owned by a column: serial (deptype a) and identity (deptype i)
+    SELECT d.objid AS seq, d.refobjid AS tbl, d.refobjsubid AS attnum
+      FROM pg_depend d
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+    UNION
+    -- referenced by a column default: nextval('s'::regclass), with or without OWNED BY
+    SELECT d.refobjid, ad.adrelid, ad.adnum
+      FROM pg_depend d
+      JOIN pg_attrdef ad ON ad.oid = d.objid
+     WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
+)
+SELECT json_agg(json_build_object(
+    'name', json_build_object('schema', sn.nspname, 'name', sc.relname),
+    'start', s.seqstart::text, 'increment', s.seqincrement::text,
+    'min', s.seqmin::text, 'max', s.seqmax::text,
+    'feeds', coalesce((SELECT json_agg(json_build_object(
+                   'table', json_build_object('schema', tn.nspname, 'name', tc.relname),
+                   'column', a.attname) ORDER BY tn.nspname, tc.relname, a.attnum)
+                FROM uses u
+                JOIN pg_class tc ON tc.oid = u.tbl
+                JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                JOIN pg_attribute a ON a.attrelid = u.tbl AND a.attnum = u.attnum
+               WHERE u.seq = s.seqrelid AND tc.relkind IN ('r', 'p') AND NOT tc.relispartition),
+              '[]'::json))
+  ORDER BY sn.nspname, sc.relname)::text AS j
+  FROM pg_sequence s
+  JOIN pg_class sc ON sc.oid = s.seqrelid
+  JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+ WHERE EXISTS (SELECT 1 FROM uses u WHERE u.seq = s.seqrelid)"#
+    )
+}

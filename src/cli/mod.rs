@@ -1,0 +1,250 @@
+//! Command-line interface: argument definitions and the glue from arguments to library calls.
+//! Part of the binary only, so the library never depends on clap or indicatif.
+//!
+//! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
+//! `--quiet` silences messages, never errors.
+
+mod term;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dbfixtures::sequences::{self, ResetOptions, SequenceState, Status};
+use dbfixtures::{Connection, DatabaseUrl, Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dbfixtures",
+    version,
+    about = "Dump database rows to JSON fixtures, load them back in one transaction, and keep \
+             sequences aligned with the data",
+    after_help = "Exit status: 0 ok, 1 a check found drift, 2 error."
+)]
+pub struct Args {
+    /// Database URL: postgres://user@host/db, sqlite://path or a SQLite file path
+    /// [default: $DATABASE_URL, also read from .env]
+    #[arg(long, global = true, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Print no progress or messages on stderr (errors are still printed)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write table rows to a JSON fixture file
+    Dump,
+    /// Load fixture files in one transaction, then realign sequences
+    Load,
+    /// Move every sequence just past the values in the columns it feeds
+    #[command(name = "reset-sequences")]
+    ResetSequences(ResetArgs),
+    /// Show every sequence, the columns it feeds and whether it is safe
+    Sequences(SequencesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// Only sequences feeding this table (`table` or `schema.table`; repeatable)
+    #[arg(long = "table", short = 't', value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Show every sequence with its old and new next value, including unchanged ones
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Change nothing; exit 1 and list the sequences whose next value would collide
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+    /// Print the statements that would run, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Never move a sequence backwards (keep gaps; deleted IDs are not reused)
+    #[arg(long)]
+    pub never_rewind: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SequencesArgs {
+    /// Only sequences feeding this table (repeatable)
+    #[arg(long = "table", short = 't', value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Machine-readable output: a JSON array of sequences
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a successful run means for the exit code.
+pub enum Outcome {
+    Ok,
+    CheckFailed,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::CheckFailed => ExitCode::from(1),
+        }
+    }
+}
+
+/// Messages for stderr, silenced by `--quiet`.
+struct Messages {
+    quiet: bool,
+}
+
+impl Messages {
+    fn say(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<Outcome> {
+    let msg = Messages { quiet: args.quiet };
+    let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
+    match args.command {
+        Command::Dump | Command::Load => Err(Error::Invalid(
+            "this command is not implemented yet".to_string(),
+        )),
+        Command::ResetSequences(a) => {
+            let mut conn = Connection::open(&url, false)?;
+            reset_sequences(&mut conn, a, &msg)
+        }
+        Command::Sequences(a) => {
+            let mut conn = Connection::open(&url, false)?;
+            let states = sequences::inspect(&mut conn, &a.tables)?;
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                let text = serde_json::to_string_pretty(&states).map_err(|e| Error::Invalid(e.to_string()))?;
+                writeln!(out, "{text}").map_err(stdout_err)?;
+            } else {
+                write_table(&mut out, &states).map_err(stdout_err)?;
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn stdout_err(e: std::io::Error) -> Error {
+    Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    }
+}
+
+fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Result<Outcome> {
+    if a.check {
+        let states = sequences::inspect(conn, &a.tables)?;
+        let bad: Vec<&SequenceState> = states
+            .iter()
+            .filter(|s| matches!(s.status, Status::Behind | Status::Exhausted))
+            .collect();
+        if a.verbose {
+            for s in &states {
+                msg.say(format!("{}: {}", describe(s), s.status.as_str()));
+            }
+        }
+        if bad.is_empty() {
+            msg.say(format!("All {} sequences are safe.", states.len()));
+            return Ok(Outcome::Ok);
+        }
+        // The findings are the result of the check: always printed, even with --quiet.
+        for s in &bad {
+            eprintln!(
+                "{}: next value {} would collide (column {} is {})",
+                describe(s),
+                s.next_value,
+                if s.increment > 0 { "max" } else { "min" },
+                s.column_extreme.map(|v| v.to_string()).unwrap_or_default(),
+            );
+        }
+        eprintln!(
+            "{} of {} sequences are behind their data; run `dbfixtures reset-sequences`.",
+            bad.len(),
+            states.len()
+        );
+        return Ok(Outcome::CheckFailed);
+    }
+
+    let report = sequences::reset(
+        conn,
+        &ResetOptions {
+            tables: a.tables,
+            never_rewind: a.never_rewind,
+            dry_run: a.dry_run,
+        },
+    )?;
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        for st in &report.statements {
+            writeln!(out, "{st}").map_err(stdout_err)?;
+        }
+    }
+    for s in &report.before {
+        match report.changes.iter().find(|c| c.sequence == s.sequence) {
+            Some(c) => msg.say(format!("{}: {} → {}", describe(s), c.from, c.to)),
+            None if a.verbose => msg.say(format!("{}: {} (unchanged)", describe(s), s.next_value)),
+            None => {}
+        }
+    }
+    let verb = if a.dry_run { "would move" } else { "moved" };
+    msg.say(format!(
+        "Checked {} sequences, {verb} {}.",
+        report.before.len(),
+        report.changes.len()
+    ));
+    Ok(Outcome::Ok)
+}
+
+fn describe(s: &SequenceState) -> String {
+    format!("{} ({})", s.sequence, s.feeds.join(", "))
+}
+
+fn opt(v: Option<i128>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn write_table(out: &mut impl Write, states: &[SequenceState]) -> std::io::Result<()> {
+    let header = ["SEQUENCE", "FEEDS", "LAST VALUE", "COLUMN MAX", "NEXT", "STATUS"];
+    let rows: Vec<[String; 6]> = states
+        .iter()
+        .map(|s| {
+            [
+                s.sequence.clone(),
+                s.feeds.join(", "),
+                opt(s.last_value),
+                opt(s.column_extreme),
+                s.next_value.to_string(),
+                s.status.as_str().to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for r in &rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The fixture format: reading and writing fixture files, and the value encodings between
+//! PostgreSQL's text forms and JSON.
+
+pub mod copy_text;
