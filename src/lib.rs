@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod dump;
 pub mod error;
 pub mod format;
 pub mod order;

@@ -9,6 +9,6 @@
 //!   trip per question whatever the number of tables.
 
 pub mod connection;
-// pub mod pg_copy;
+pub mod pg_copy;
 
 pub use connection::{redact_url, Backend, Connection, DatabaseUrl, TxMode};

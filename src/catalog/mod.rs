@@ -237,6 +237,71 @@ impl Catalog {
         }
     }
 
+    /// Tables chosen by `--table` / `--exclude-table` patterns (`*` and `?` globs; matched
+    /// against the fixture key, `schema.table` and the bare name) and `--schema` names, in
+    /// catalog order. A pattern that matches no table is an error, so a typo is never a silently
+    /// smaller dump.
+    pub fn select(
+        &self,
+        include: &[String],
+        exclude: &[String],
+        schemas: &[String],
+    ) -> Result<Vec<usize>> {
+        for s in schemas {
+            if !self.tables.iter().any(|t| &t.name.schema == s) {
+                return Err(Error::Invalid(format!("no table in schema {s}")));
+            }
+        }
+        let matches = |pattern: &str, t: &Table| {
+            let qualified = format!("{}.{}", t.name.schema, t.name.name);
+            [t.key.as_str(), qualified.as_str(), t.name.name.as_str()]
+                .iter()
+                .any(|cand| glob_match(pattern, cand))
+        };
+        for p in include.iter().chain(exclude) {
+            if !p.contains(['*', '?']) {
+                self.find(p)?;
+            } else if !self.tables.iter().any(|t| matches(p, t)) {
+                return Err(Error::UnknownTable {
+                    name: p.clone(),
+                    hint: " (the pattern matches no table)".into(),
+                });
+            }
+        }
+        let included = |i: usize, t: &Table| {
+            if include.is_empty() {
+                return true;
+            }
+            include.iter().any(|p| {
+                if p.contains(['*', '?']) {
+                    matches(p, t)
+                } else {
+                    self.find(p).ok() == Some(i)
+                }
+            })
+        };
+        let excluded = |i: usize, t: &Table| {
+            exclude.iter().any(|p| {
+                if p.contains(['*', '?']) {
+                    matches(p, t)
+                } else {
+                    self.find(p).ok() == Some(i)
+                }
+            })
+        };
+        Ok(self
+            .tables
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                (schemas.is_empty() || schemas.contains(&t.name.schema))
+                    && included(*i, t)
+                    && !excluded(*i, t)
+            })
+            .map(|(i, _)| i)
+            .collect())
+    }
+
     fn suggest(&self, name: &str) -> String {
         let lower = name.to_lowercase();
         let close: Vec<&str> = self
@@ -252,6 +317,31 @@ impl Catalog {
             format!(" (did you mean {}?)", close.join(", "))
         }
     }
+}
+
+/// Shell-style glob with `*` (any run) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Quotes an identifier for SQL: always double-quoted, embedded quotes doubled. Used for every
@@ -350,6 +440,17 @@ mod tests {
         assert!(split_name("a..b").is_err());
         assert!(split_name("\"open").is_err());
         assert_eq!(split_name("\"\"").unwrap(), vec![String::new()]);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("user*", "users"));
+        assert!(glob_match("sales.*", "sales.orders"));
+        assert!(glob_match("?_log", "a_log"));
+        assert!(!glob_match("user*", "app_users"));
+        assert!(glob_match("*_tmp_*", "x_tmp_y"));
+        assert!(!glob_match("a*b", "acbx"));
     }
 
     #[test]

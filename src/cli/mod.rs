@@ -10,8 +10,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::time::Instant;
+
+use dbfixtures::dump::DumpOptions;
 use dbfixtures::sequences::{self, ResetOptions, SequenceState, Status};
-use dbfixtures::{Connection, DatabaseUrl, Error, Result};
+use dbfixtures::{Connection, DatabaseUrl, Error, NoProgress, Progress, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,7 +41,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write table rows to a JSON fixture file
-    Dump,
+    Dump(DumpArgs),
     /// Load fixture files in one transaction, then realign sequences
     Load,
     /// Move every sequence just past the values in the columns it feeds
@@ -46,6 +49,30 @@ pub enum Command {
     ResetSequences(ResetArgs),
     /// Show every sequence, the columns it feeds and whether it is safe
     Sequences(SequencesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// Dump only tables matching this name or pattern (`*`, `?`; `table` or `schema.table`;
+    /// repeatable)
+    #[arg(long = "table", short = 't', value_name = "PATTERN")]
+    pub tables: Vec<String>,
+    /// Leave out tables matching this pattern (repeatable)
+    #[arg(long = "exclude-table", short = 'T', value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Dump only tables in this schema (repeatable)
+    #[arg(long = "schema", short = 'n', value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Output: a file (`.gz` compresses), or a directory ending in `/` for one file per table
+    /// [default: stdout]
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
+    /// With a directory output, compress each file (`TABLE.json.gz`)
+    #[arg(long)]
+    pub gzip: bool,
+    /// Indent rows, one column per line (default: one row per line)
+    #[arg(long)]
+    pub pretty: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +136,11 @@ pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match args.command {
-        Command::Dump | Command::Load => Err(Error::Invalid(
+        Command::Dump(a) => {
+            let mut conn = Connection::open(&url, false)?;
+            dump(&mut conn, a, &msg)
+        }
+        Command::Load => Err(Error::Invalid(
             "this command is not implemented yet".to_string(),
         )),
         Command::ResetSequences(a) => {
@@ -135,6 +166,59 @@ fn stdout_err(e: std::io::Error) -> Error {
     Error::Io {
         path: "<stdout>".into(),
         source: e,
+    }
+}
+
+fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
+    let opts = DumpOptions {
+        tables: a.tables,
+        exclude: a.exclude,
+        schemas: a.schemas,
+        pretty: a.pretty,
+    };
+    let bars = term::Bars::for_stderr(msg.quiet);
+    let progress: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &NoProgress,
+    };
+    let started = Instant::now();
+    let (summary, target) = match &a.output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            let s = dbfixtures::dump::dump(conn, &opts, &mut out, progress)?;
+            (s, "stdout".to_string())
+        }
+        Some(p) if p.as_os_str().to_string_lossy().ends_with('/') || p.is_dir() => {
+            let s = dbfixtures::dump::dump_to_dir(conn, &opts, p, a.gzip, progress)?;
+            (s, format!("{} (one file per table)", p.display()))
+        }
+        Some(p) => {
+            let s = dbfixtures::dump::dump_to_file(conn, &opts, p, progress)?;
+            (s, p.display().to_string())
+        }
+    };
+    msg.say(format!(
+        "Dumped {} rows from {} tables to {target} ({}) in {:.2}s.",
+        summary.rows,
+        summary.tables,
+        human_bytes(summary.bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Outcome::Ok)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -2,3 +2,6 @@
 //! PostgreSQL's text forms and JSON.
 
 pub mod copy_text;
+pub mod reader;
+pub mod value;
+pub mod writer;

@@ -1,0 +1,541 @@
+//! PostgreSQL `COPY ... TO STDOUT` / `COPY ... FROM STDIN` for SQL text built at run time.
+//!
+//! diesel 2.3 only runs COPY through [`diesel::copy_to`] / [`diesel::copy_from`], which take a
+//! [`CopyTarget`]: a trait whose (doc-hidden) `walk_target` is a *static* function and whose
+//! `Table` must be a `table!` type. Our tables are discovered at run time, so this module declares
+//! one private dummy `table!` and one private zero-sized [`CopyTarget`] (`RuntimeTarget`) whose
+//! `walk_target` pushes SQL text read from a thread-local. [`copy_out`] / [`copy_in`] install that
+//! text (through an RAII guard that restores the previous value, so nesting and early returns,
+//! errors and panics included, leave it as it was) around the diesel call that renders and runs
+//! the statement. The text never outlives that call in any cache: diesel's COPY nodes call
+//! `AstPass::unsafe_to_cache_prepared()` first thing in `walk_ast` (`CopyToCommand` and
+//! `InternalCopyFromQuery`, diesel 2.3.14 `src/pg/query_builder/copy/copy_{to,from}.rs`), and
+//! `StatementCache::cached_statement_non_generic` then builds the SQL anew and runs it as an
+//! unnamed statement (`PrepareForCache::No`), so a stale text can never be reused. This relies on
+//! diesel internals, hence the `~2.3` pin in `Cargo.toml`.
+//!
+//! Invariants:
+//! - The caller supplies `source` / `target` already quoted (`"schema"."table" ("a", "b")` or a
+//!   parenthesised `(SELECT ...)`); it is spliced into the statement verbatim.
+//! - Both functions return with the connection idle (ready for the next statement), whatever
+//!   happened: success, server error, an error from the caller's closure, or a panic in it (the
+//!   panic is resumed after the connection was cleaned up).
+//!
+//! Trap 1 — the COPY TO result is never collected by diesel. `load_raw` hands out a reader over
+//! `PQgetCopyData`; once it reports the end of the data, libpq still holds the COPY's final
+//! `PGresult`, which diesel never fetches. The next statement sent with `PQsendQueryParams` then
+//! fails with "another command is already in progress" (`execute` fetches the pending result while
+//! failing, so the one after works; `load` does not, and keeps failing). Worse, a reader dropped
+//! *before* the end of the data leaves libpq in COPY OUT state, where diesel's next `execute` spins
+//! forever (`PQgetResult` keeps answering `PGRES_COPY_OUT`). So [`copy_out`] always reads the
+//! stream to its end (discarding rows after an error in `on_row`) and then sends one statement
+//! through `execute`, on purpose while the connection is still busy: libpq refuses to send it
+//! (`UnableToSendCommand`), and diesel's `execute_returning_count` then drains the connection with
+//! `PQgetResult` until it is idle.
+//!
+//! Trap 2 — a server error in the middle of a text COPY TO looks like a normal end of data
+//! (`PQgetCopyData` returns -1 on the `ErrorResponse` just as on `CopyDone`). The error is in the
+//! final `PGresult` that trap 1 fetches: diesel turns it into a `DatabaseError` that replaces the
+//! "unable to send" error. So `UnableToSendCommand` from that statement means the COPY succeeded,
+//! and any other error *is* the COPY's error ([`CopyError::Db`]). Draining with `batch_execute`
+//! (`PQexec`) instead would also work for trap 1, but libpq silently discards the pending result
+//! there, error included — which is why it is not used.
+//!
+//! One side effect: diesel's transaction manager sees that fetch statement fail. Inside
+//! `Connection::transaction` / `build_transaction().run(..)` (the supported way) that changes
+//! nothing; inside a transaction opened with a raw `BEGIN` that diesel does not know about, diesel
+//! marks its transaction manager broken until the raw `COMMIT` / `ROLLBACK`, as it does for any
+//! failing statement there.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::panic::{self, AssertUnwindSafe};
+
+use diesel::pg::{CopyFormat, CopyTarget, Pg, PgConnection};
+use diesel::prelude::{ExecuteCopyFromDsl, RunQueryDsl};
+use diesel::query_builder::AstPass;
+use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
+
+/// Size of the buffer between the caller's writer and diesel's COPY sink, which calls
+/// `PQputCopyData` once per `write`.
+const COPY_IN_BUFFER: usize = 256 * 1024;
+
+/// The statement [`copy_out`] sends to collect the final result of its COPY (see trap 1 in the
+/// module docs). libpq refuses to send it while that result is pending, so it normally never runs;
+/// the comment shows up in diesel's instrumentation/logs next to the expected refusal.
+const FETCH_COPY_RESULT_SQL: &str = "SELECT 1 /* dbfixtures pg_copy: collect COPY TO result */";
+
+/// Why a COPY failed.
+pub enum CopyError<E> {
+    /// The server rejected the statement or failed during the COPY (message from the server).
+    Db(diesel::result::Error),
+    /// The caller's closure (`on_row` for [`copy_out`], `write` for [`copy_in`]) returned an error;
+    /// the COPY was abandoned (copy_out) or aborted so that no row lands (copy_in).
+    Source(E),
+    /// Reading or writing the COPY stream failed outside the caller's closure.
+    Io(std::io::Error),
+}
+
+impl<E: fmt::Debug> fmt::Debug for CopyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyError::Db(e) => f.debug_tuple("Db").field(e).finish(),
+            CopyError::Source(e) => f.debug_tuple("Source").field(e).finish(),
+            CopyError::Io(e) => f.debug_tuple("Io").field(e).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CopyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyError::Db(DieselError::DatabaseError(_, info)) => {
+                // diesel's own Display shows the primary message only.
+                write!(f, "COPY failed: {}", info.message())?;
+                if let Some(column) = info.column_name() {
+                    write!(f, " (column {column})")?;
+                }
+                if let Some(details) = info.details() {
+                    write!(f, "; detail: {details}")?;
+                }
+                if let Some(hint) = info.hint() {
+                    write!(f, "; hint: {hint}")?;
+                }
+                Ok(())
+            }
+            CopyError::Db(e) => write!(f, "COPY failed: {e}"),
+            CopyError::Source(e) => e.fmt(f),
+            CopyError::Io(e) => write!(f, "COPY stream I/O error: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for CopyError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CopyError::Db(e) => Some(e),
+            CopyError::Io(e) => Some(e),
+            CopyError::Source(_) => None,
+        }
+    }
+}
+
+/// Lets a `CopyError` be the error type of `Connection::transaction`, which needs
+/// `From<diesel::result::Error>`.
+impl<E> From<diesel::result::Error> for CopyError<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        CopyError::Db(e)
+    }
+}
+
+/// Runs `COPY <source> TO STDOUT` in text format, where `source` is either a quoted table reference
+/// with column list or a parenthesised query `(SELECT ...)`, and calls
+/// `on_row(line_without_trailing_newline)` once per row (each row's bytes). Returns the number of
+/// rows seen.
+///
+/// A server error at any point, mid-stream included, is returned as [`CopyError::Db`]; rows
+/// already handed to `on_row` must then be discarded by the caller. When `on_row` fails, the rest
+/// of the stream is still read and dropped (diesel offers no way to cancel the query), so the cost
+/// is that of the whole COPY; the connection is left usable either way.
+pub fn copy_out<E>(
+    conn: &mut PgConnection,
+    source: &str,
+    mut on_row: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, CopyError<E>> {
+    let mut rows = 0u64;
+    let outcome = {
+        let mut reader = {
+            let _sql = SqlGuard::install(source);
+            diesel::copy_to(RuntimeTarget)
+                .with_format(CopyFormat::Text)
+                .load_raw(conn)
+                // A failure to start the COPY went through diesel's normal error path, which
+                // drains the connection: nothing to clean up.
+                .map_err(CopyError::Db)?
+        };
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            read_rows(&mut reader, &mut on_row, &mut rows)
+        }));
+        if !matches!(outcome, Ok(ReadEnd::Eof { .. })) {
+            // Trap 1: never leave libpq in COPY OUT state.
+            discard_rest(&mut reader);
+        }
+        outcome
+    };
+    let fetched = fetch_copy_out_result(conn);
+    match outcome {
+        Err(payload) => panic::resume_unwind(payload),
+        Ok(ReadEnd::Source(e)) => Err(CopyError::Source(e)),
+        Ok(ReadEnd::Io(e)) => Err(CopyError::Io(e)),
+        Ok(ReadEnd::Eof { dangling }) => {
+            fetched.map_err(CopyError::Db)?;
+            if dangling {
+                return Err(CopyError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "COPY TO stream ended in the middle of a row",
+                )));
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// Runs `COPY <target> FROM STDIN` (text format; `WITH (FREEZE)` when freeze) where target is
+/// `"schema"."table" ("a", "b")`; `write` gets a `&mut dyn std::io::Write` (buffered: diesel's
+/// sink is wrapped in a 256 KiB `BufWriter` so `PQputCopyData` isn't called per row) and writes
+/// COPY text rows. If `write` returns Err, the COPY is aborted (no row lands) and the error is
+/// returned as [`CopyError::Source`]. Returns rows copied as reported by the server.
+///
+/// A server error (bad value, constraint, ...) is only reported once all data has been sent, as
+/// [`CopyError::Db`]; diesel exposes the server's message, detail and hint but not its `CONTEXT`
+/// ("COPY t, line 3, column a"). Inside a transaction, any failure leaves it aborted, as usual.
+pub fn copy_in<E>(
+    conn: &mut PgConnection,
+    target: &str,
+    freeze: bool,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), E>,
+) -> Result<u64, CopyError<E>> {
+    // diesel wants an `Fn` callback (it calls it once): hand the `FnOnce` over through a cell, and
+    // bring the caller's error (which need not implement `std::error::Error`) back through another.
+    let write = RefCell::new(Some(write));
+    let failure: RefCell<Option<WriteFailure<E>>> = RefCell::new(None);
+    let callback = |sink: &mut dyn Write| -> Result<(), CopyInAbort> {
+        let Some(write) = write.borrow_mut().take() else {
+            return Err(CopyInAbort::CalledTwice);
+        };
+        let mut buffered = BufWriter::with_capacity(COPY_IN_BUFFER, sink);
+        let failed = match panic::catch_unwind(AssertUnwindSafe(|| write(&mut buffered))) {
+            Ok(Ok(())) => match buffered.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) => WriteFailure::Io(e),
+            },
+            Ok(Err(e)) => WriteFailure::Source(e),
+            // Unwinding through diesel would skip `PQputCopyEnd` and leave libpq in COPY IN
+            // state, where diesel's next statement spins forever: abort the COPY first, resume
+            // the panic afterwards.
+            Err(payload) => WriteFailure::Panic(payload),
+        };
+        // Drop what is still buffered instead of sending it: the COPY is being aborted.
+        drop(buffered.into_parts());
+        *failure.borrow_mut() = Some(failed);
+        // diesel sends this error's text to the server with `PQputCopyEnd`, which aborts the COPY.
+        Err(CopyInAbort::Client)
+    };
+
+    let result = {
+        let _sql = SqlGuard::install(target);
+        let query = diesel::copy_from(runtime_table::pg_copy_runtime_target::table)
+            .from_raw_data(RuntimeTarget, callback)
+            .with_format(CopyFormat::Text);
+        let query = if freeze { query.with_freeze(true) } else { query };
+        query.execute(conn)
+    };
+    match failure.into_inner() {
+        Some(WriteFailure::Panic(payload)) => panic::resume_unwind(payload),
+        Some(WriteFailure::Source(e)) => Err(CopyError::Source(e)),
+        Some(WriteFailure::Io(e)) => Err(CopyError::Io(e)),
+        None => match result {
+            Ok(rows) => Ok(rows as u64),
+            Err(CopyInAbort::Db(e)) => Err(CopyError::Db(e)),
+            Err(abort) => Err(CopyError::Db(DieselError::QueryBuilderError(
+                abort.to_string().into(),
+            ))),
+        },
+    }
+}
+
+mod runtime_table {
+    diesel::table! {
+        /// Never queried: diesel's COPY builders need *some* `table!` type as `CopyTarget::Table`.
+        pg_copy_runtime_target (id) {
+            id -> Integer,
+        }
+    }
+}
+
+thread_local! {
+    /// The COPY source/target text that [`RuntimeTarget::walk_target`] renders; empty outside
+    /// [`copy_out`] / [`copy_in`].
+    static COPY_SQL: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Installs a COPY source/target text for the current thread; restores the previous text (empty at
+/// the top level) when dropped, even when unwinding.
+struct SqlGuard {
+    previous: String,
+}
+
+impl SqlGuard {
+    fn install(sql: &str) -> Self {
+        let previous = COPY_SQL.with(|cell| cell.replace(sql.to_owned()));
+        SqlGuard { previous }
+    }
+}
+
+impl Drop for SqlGuard {
+    fn drop(&mut self) {
+        let previous = std::mem::take(&mut self.previous);
+        // `try_with`: never panic in drop, even during thread teardown.
+        let _ = COPY_SQL.try_with(|cell| cell.replace(previous));
+    }
+}
+
+/// The COPY target whose SQL is whatever [`SqlGuard`] installed on this thread.
+#[derive(Debug, Clone, Copy)]
+struct RuntimeTarget;
+
+impl CopyTarget for RuntimeTarget {
+    type Table = runtime_table::pg_copy_runtime_target::table;
+    // Unused by `load_raw` / `from_raw_data`, which move raw bytes.
+    type SqlType = diesel::sql_types::Integer;
+
+    fn walk_target(mut pass: AstPass<'_, '_, Pg>) -> QueryResult<()> {
+        COPY_SQL.with(|cell| {
+            let sql = cell.borrow();
+            if sql.is_empty() {
+                return Err(DieselError::QueryBuilderError(
+                    "pg_copy: COPY target rendered without a source/target text installed".into(),
+                ));
+            }
+            pass.push_sql(&sql);
+            Ok(())
+        })
+    }
+}
+
+/// How reading a COPY TO stream ended.
+enum ReadEnd<E> {
+    /// The end of the data (or a server error: see trap 2). `dangling`: bytes after the last
+    /// newline, which the text format never produces.
+    Eof { dangling: bool },
+    /// `on_row` failed; the stream is not at its end.
+    Source(E),
+    /// Reading failed (lost connection, ...).
+    Io(io::Error),
+}
+
+/// Splits a text-format COPY stream into rows (a raw `\n` only ever ends a row: newlines in values
+/// are escaped) and hands each one to `on_row` without its newline. libpq delivers one row per
+/// chunk, so rows are normally passed straight from its buffer; rows split across chunks are
+/// reassembled.
+fn read_rows<R: BufRead, E>(
+    reader: &mut R,
+    on_row: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    rows: &mut u64,
+) -> ReadEnd<E> {
+    let mut carry = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) => return ReadEnd::Io(e),
+        };
+        if chunk.is_empty() {
+            return ReadEnd::Eof {
+                dangling: !carry.is_empty(),
+            };
+        }
+        let mut start = 0;
+        while let Some(offset) = chunk[start..].iter().position(|&b| b == b'\n') {
+            let line = &chunk[start..start + offset];
+            let result = if carry.is_empty() {
+                on_row(line)
+            } else {
+                carry.extend_from_slice(line);
+                let result = on_row(&carry);
+                carry.clear();
+                result
+            };
+            start += offset + 1;
+            if let Err(e) = result {
+                return ReadEnd::Source(e);
+            }
+            *rows += 1;
+        }
+        carry.extend_from_slice(&chunk[start..]);
+        let len = chunk.len();
+        reader.consume(len);
+    }
+}
+
+/// Reads and drops the rest of a COPY TO stream, so that libpq leaves COPY OUT state.
+fn discard_rest(reader: &mut impl BufRead) {
+    loop {
+        match reader.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(chunk) => {
+                let len = chunk.len();
+                reader.consume(len);
+            }
+        }
+    }
+}
+
+/// Collects the final result of a COPY TO whose data has been read to the end: clears trap 1 and
+/// reports trap 2 (see the module docs). Must only be called once the data is exhausted: while
+/// libpq is still in COPY OUT state, diesel's `execute` never returns.
+fn fetch_copy_out_result(conn: &mut PgConnection) -> QueryResult<()> {
+    match diesel::sql_query(FETCH_COPY_RESULT_SQL).execute(conn) {
+        // Not sent because the COPY's result was pending; diesel then fetched that result and it
+        // was a success.
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)) => Ok(()),
+        // The pending result was the COPY's error (or the connection is gone).
+        Err(e) => Err(e),
+        // The connection was already idle (not the case with diesel 2.3): nothing to report.
+        Ok(_) => Ok(()),
+    }
+}
+
+/// What went wrong on the caller's side of a [`copy_in`].
+enum WriteFailure<E> {
+    Source(E),
+    Io(io::Error),
+    Panic(Box<dyn Any + Send + 'static>),
+}
+
+/// The error type of the callback handed to diesel's `from_raw_data` (it must implement
+/// `std::error::Error + From<diesel::result::Error>`, which the caller's `E` need not).
+#[derive(Debug)]
+enum CopyInAbort {
+    Db(DieselError),
+    /// The caller's side failed (see [`WriteFailure`]); this text is what the server logs.
+    Client,
+    CalledTwice,
+}
+
+impl fmt::Display for CopyInAbort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyInAbort::Db(e) => e.fmt(f),
+            CopyInAbort::Client => f.write_str("COPY aborted by the client: its data source failed"),
+            CopyInAbort::CalledTwice => {
+                f.write_str("pg_copy: diesel called the COPY FROM callback twice")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CopyInAbort {}
+
+impl From<DieselError> for CopyInAbort {
+    fn from(e: DieselError) -> Self {
+        CopyInAbort::Db(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `BufRead` handing out the given chunks one `fill_buf` at a time, like libpq's rows.
+    struct Chunks {
+        chunks: Vec<&'static [u8]>,
+        next: usize,
+        offset: usize,
+    }
+
+    impl Chunks {
+        fn new(chunks: &[&'static [u8]]) -> Self {
+            Chunks {
+                chunks: chunks.to_vec(),
+                next: 0,
+                offset: 0,
+            }
+        }
+    }
+
+    impl io::Read for Chunks {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            unreachable!("only BufRead is used")
+        }
+    }
+
+    impl BufRead for Chunks {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            while self.next < self.chunks.len() && self.offset == self.chunks[self.next].len() {
+                self.next += 1;
+                self.offset = 0;
+            }
+            Ok(self.chunks.get(self.next).map_or(&[][..], |c| &c[self.offset..]))
+        }
+
+        fn consume(&mut self, amt: usize) {
+            self.offset += amt;
+        }
+    }
+
+    fn collect(chunks: &[&'static [u8]]) -> (Vec<Vec<u8>>, u64, bool) {
+        let mut seen = Vec::new();
+        let mut rows = 0;
+        let end = read_rows(
+            &mut Chunks::new(chunks),
+            &mut |row: &[u8]| {
+                seen.push(row.to_vec());
+                Ok::<(), ()>(())
+            },
+            &mut rows,
+        );
+        let ReadEnd::Eof { dangling } = end else {
+            panic!("expected end of data")
+        };
+        (seen, rows, dangling)
+    }
+
+    #[test]
+    fn splits_rows_within_and_across_chunks() {
+        let (seen, rows, dangling) = collect(&[b"a\t1\n", b"b\\n\t\\N\nc", b"d\n", b"", b"\n"]);
+        assert_eq!(
+            seen,
+            [&b"a\t1"[..], b"b\\n\t\\N", b"cd", b""].map(<[u8]>::to_vec)
+        );
+        assert_eq!(rows, 4);
+        assert!(!dangling);
+        assert!(collect(&[b"x\n", b"tail"]).2);
+    }
+
+    #[test]
+    fn stops_at_the_first_row_error() {
+        let mut reader = Chunks::new(&[b"1\n2\n3\n", b"4\n"]);
+        let mut rows = 0;
+        let end = read_rows(
+            &mut reader,
+            &mut |row: &[u8]| if row == b"2" { Err("boom") } else { Ok(()) },
+            &mut rows,
+        );
+        assert!(matches!(end, ReadEnd::Source("boom")));
+        assert_eq!(rows, 1);
+        discard_rest(&mut reader);
+        assert!(reader.fill_buf().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sql_guard_nests_and_restores() {
+        let current = || COPY_SQL.with(|cell| cell.borrow().clone());
+        assert_eq!(current(), "");
+        {
+            let _outer = SqlGuard::install("\"s\".\"a\" (\"x\")");
+            {
+                let _inner = SqlGuard::install("(SELECT 1)");
+                assert_eq!(current(), "(SELECT 1)");
+            }
+            assert_eq!(current(), "\"s\".\"a\" (\"x\")");
+        }
+        assert_eq!(current(), "");
+        let caught = panic::catch_unwind(|| {
+            let _guard = SqlGuard::install("(SELECT 2)");
+            panic!("unwind");
+        });
+        assert!(caught.is_err());
+        assert_eq!(current(), "");
+    }
+
+    #[test]
+    fn error_display() {
+        let source: CopyError<String> = CopyError::Source("bad fixture".into());
+        assert_eq!(source.to_string(), "bad fixture");
+        let db: CopyError<String> = CopyError::Db(DieselError::NotFound);
+        assert_eq!(db.to_string(), "COPY failed: Record not found");
+        assert!(std::error::Error::source(&db).is_some());
+    }
+}

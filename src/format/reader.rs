@@ -1,0 +1,460 @@
+//! Streaming fixture reader: pulls one table header or one row at a time from any `BufRead`, so
+//! a file of any size is read with memory bounded by its largest row.
+//!
+//! The top two levels of the format (`{ "table": [ {row}, ... ], ... }`) are scanned here byte by
+//! byte; each row object is cut out as raw bytes and parsed by serde_json into borrowed
+//! `(column, raw value)` pairs, so numbers and strings keep their exact spelling. Positions
+//! (line and column, 1-based) are tracked for every error.
+
+use std::io::BufRead;
+
+use serde::de::{Deserializer as _, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A syntax problem with its position in the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+    }
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    Syntax(SyntaxError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Start,
+    /// Expecting a table key or the closing `}`.
+    TableKey { first: bool },
+    /// Inside a table's array, expecting a row or `]`.
+    Rows { first: bool },
+    End,
+}
+
+/// One row as raw JSON text, with where it started.
+#[derive(Debug, Default)]
+pub struct RawRow {
+    pub bytes: Vec<u8>,
+    pub line: usize,
+    pub column: usize,
+    /// Zero-based index of the row in its table's array.
+    pub index: usize,
+}
+
+impl RawRow {
+    /// Parses the row into `(column, raw value)` pairs in file order. Duplicate keys are an
+    /// error (which value would win is not obvious to a reader of the file).
+    pub fn fields(&self) -> Result<Vec<(std::borrow::Cow<'_, str>, &RawValue)>, SyntaxError> {
+        let mut de = serde_json::Deserializer::from_slice(&self.bytes);
+        let pairs = de
+            .deserialize_map(RowVisitor)
+            .and_then(|p| de.end().map(|_| p))
+            .map_err(|e| self.error_at(e.line(), e.column(), strip_position(&e.to_string())))?;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(self.error_at(1, 1, format!("column \"{k}\" appears twice in the row")));
+            }
+        }
+        Ok(pairs)
+    }
+
+    fn error_at(&self, line: usize, column: usize, message: String) -> SyntaxError {
+        // serde counts within the row's own bytes; translate to file positions.
+        SyntaxError {
+            line: self.line + line.saturating_sub(1),
+            column: if line <= 1 {
+                self.column + column.saturating_sub(1)
+            } else {
+                column
+            },
+            message,
+        }
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+struct RowVisitor;
+
+impl<'de> Visitor<'de> for RowVisitor {
+    type Value = Vec<(std::borrow::Cow<'de, str>, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a row object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let v: &'de RawValue = map.next_value()?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+}
+
+pub struct FixtureReader<R> {
+    input: R,
+    state: State,
+    line: usize,
+    column: usize,
+    row_index: usize,
+}
+
+impl<R: BufRead> FixtureReader<R> {
+    pub fn new(input: R) -> Self {
+        FixtureReader {
+            input,
+            state: State::Start,
+            line: 1,
+            column: 1,
+            row_index: 0,
+        }
+    }
+
+    /// The current position (1-based line and column).
+    pub fn position(&self) -> (usize, usize) {
+        (self.line, self.column)
+    }
+
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ReadError> {
+        Err(ReadError::Syntax(SyntaxError {
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }))
+    }
+
+    fn peek(&mut self) -> Result<Option<u8>, ReadError> {
+        let buf = self.input.fill_buf()?;
+        Ok(buf.first().copied())
+    }
+
+    fn bump(&mut self) -> Result<Option<u8>, ReadError> {
+        let b = self.peek()?;
+        if let Some(c) = b {
+            self.input.consume(1);
+            self.advance(c);
+        }
+        Ok(b)
+    }
+
+    fn advance(&mut self, c: u8) {
+        if c == b'\n' {
+            self.line += 1;
+            self.column = 1;
+        } else if c & 0xC0 != 0x80 {
+            // count characters, not UTF-8 continuation bytes
+            self.column += 1;
+        }
+    }
+
+    fn skip_ws(&mut self) -> Result<Option<u8>, ReadError> {
+        loop {
+            match self.peek()? {
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {
+                    self.bump()?;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn expect(&mut self, want: u8, what: &str) -> Result<(), ReadError> {
+        match self.skip_ws()? {
+            Some(c) if c == want => {
+                self.bump()?;
+                Ok(())
+            }
+            Some(c) => self.err(format!("expected {what}, found '{}'", c as char)),
+            None => self.err(format!("expected {what}, found end of file (truncated?)")),
+        }
+    }
+
+    /// Moves to the next table and returns its key, or None at the end of the document. Rows of
+    /// the current table that were not read are skipped (and still checked for syntax).
+    pub fn next_table(&mut self) -> Result<Option<String>, ReadError> {
+        loop {
+            match self.state {
+                State::Start => {
+                    match self.skip_ws()? {
+                        None => return self.err("empty input: expected a JSON object"),
+                        Some(b'{') => {}
+                        Some(_) => {
+                            return self.err(
+                                "a fixture must be a JSON object mapping table names to arrays of rows",
+                            )
+                        }
+                    }
+                    self.bump()?;
+                    self.state = State::TableKey { first: true };
+                }
+                State::TableKey { first } => {
+                    match self.skip_ws()? {
+                        Some(b'}') if first => {
+                            self.bump()?;
+                            self.finish()?;
+                            return Ok(None);
+                        }
+                        Some(b'}') => {
+                            self.bump()?;
+                            self.finish()?;
+                            return Ok(None);
+                        }
+                        Some(b',') if !first => {
+                            self.bump()?;
+                            self.skip_ws()?;
+                        }
+                        Some(_) if !first => return self.err("expected ',' or '}' after a table"),
+                        Some(_) => {}
+                        None => return self.err("unexpected end of file (truncated?)"),
+                    }
+                    if self.peek()? != Some(b'"') {
+                        return self.err("expected a table name string");
+                    }
+                    let key = self.read_string()?;
+                    self.expect(b':', "':' after the table name")?;
+                    self.expect(b'[', "'[' starting the table's rows")?;
+                    self.state = State::Rows { first: true };
+                    self.row_index = 0;
+                    return Ok(Some(key));
+                }
+                State::Rows { .. } => while self.next_row_into(&mut RawRow::default())? {},
+                State::End => return Ok(None),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), ReadError> {
+        self.state = State::End;
+        match self.skip_ws()? {
+            None => Ok(()),
+            Some(_) => self.err("unexpected data after the closing '}'"),
+        }
+    }
+
+    /// Reads the next row of the current table into `row`; false at the end of the table.
+    pub fn next_row_into(&mut self, row: &mut RawRow) -> Result<bool, ReadError> {
+        let State::Rows { first } = self.state else {
+            return Ok(false);
+        };
+        match self.skip_ws()? {
+            Some(b']') => {
+                self.bump()?;
+                self.state = State::TableKey { first: false };
+                return Ok(false);
+            }
+            Some(b',') if !first => {
+                self.bump()?;
+                self.skip_ws()?;
+            }
+            Some(_) if !first => return self.err("expected ',' or ']' after a row"),
+            Some(_) => {}
+            None => return self.err("unexpected end of file inside a table (truncated?)"),
+        }
+        if self.peek()? != Some(b'{') {
+            return self.err("expected a row object '{'");
+        }
+        row.bytes.clear();
+        row.line = self.line;
+        row.column = self.column;
+        row.index = self.row_index;
+        self.scan_object(&mut row.bytes)?;
+        self.row_index += 1;
+        self.state = State::Rows { first: false };
+        Ok(true)
+    }
+
+    /// Copies one JSON object verbatim into `out`, tracking nesting and strings. Full validation
+    /// of the inside is left to serde when the row is parsed.
+    fn scan_object(&mut self, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return self.err("unexpected end of file inside a row (truncated?)");
+            }
+            let mut used = 0;
+            let mut done = false;
+            for &c in buf {
+                used += 1;
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if c == b'\\' {
+                        escaped = true;
+                    } else if c == b'"' {
+                        in_string = false;
+                    }
+                } else {
+                    match c {
+                        b'"' => in_string = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                done = true;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            out.extend_from_slice(&buf[..used]);
+            for i in out.len() - used..out.len() {
+                let c = out[i];
+                self.advance(c);
+            }
+            self.input.consume(used);
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_string(&mut self) -> Result<String, ReadError> {
+        let (line, column) = self.position();
+        let mut raw = Vec::new();
+        self.bump()?; // opening quote
+        raw.push(b'"');
+        let mut escaped = false;
+        loop {
+            match self.bump()? {
+                None => return self.err("unexpected end of file inside a string"),
+                Some(c) => {
+                    raw.push(c);
+                    if escaped {
+                        escaped = false;
+                    } else if c == b'\\' {
+                        escaped = true;
+                    } else if c == b'"' {
+                        break;
+                    }
+                }
+            }
+        }
+        serde_json::from_slice::<String>(&raw).map_err(|e| {
+            ReadError::Syntax(SyntaxError {
+                line,
+                column,
+                message: format!("bad table name string: {}", strip_position(&e.to_string())),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &str) -> Result<Vec<(String, Vec<String>)>, ReadError> {
+        let mut r = FixtureReader::new(input.as_bytes());
+        let mut out = Vec::new();
+        let mut row = RawRow::default();
+        while let Some(t) = r.next_table()? {
+            let mut rows = Vec::new();
+            while r.next_row_into(&mut row)? {
+                rows.push(String::from_utf8(row.bytes.clone()).unwrap());
+            }
+            out.push((t, rows));
+        }
+        Ok(out)
+    }
+
+    fn syntax(input: &str) -> SyntaxError {
+        match read_all(input) {
+            Err(ReadError::Syntax(e)) => e,
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_tables_and_rows_verbatim() {
+        let doc = "{\n  \"a\": [\n    {\"id\":1,\"s\":\"x}]\\\"\"},\n    {\"id\":2}\n  ],\n  \"b.c\": []\n}\n";
+        let got = read_all(doc).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), vec![r#"{"id":1,"s":"x}]\""}"#.to_string(), r#"{"id":2}"#.to_string()]),
+                ("b.c".to_string(), vec![]),
+            ]
+        );
+        assert_eq!(read_all("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn skipping_a_table_still_reaches_the_next() {
+        let mut r = FixtureReader::new(&b"{\"a\":[{\"x\":[1,{\"y\":2}]}],\"b\":[{\"z\":3}]}"[..]);
+        assert_eq!(r.next_table().unwrap().as_deref(), Some("a"));
+        assert_eq!(r.next_table().unwrap().as_deref(), Some("b"));
+        let mut row = RawRow::default();
+        assert!(r.next_row_into(&mut row).unwrap());
+        assert_eq!(row.bytes, b"{\"z\":3}");
+        assert!(r.next_table().unwrap().is_none());
+    }
+
+    #[test]
+    fn fields_keep_exact_number_spelling_and_positions() {
+        let doc = "{\"t\": [\n  {\"a\": 12345678901234567890.50, \"b\": null, \"c\": {\"k\": [1]}}\n]}";
+        let mut r = FixtureReader::new(doc.as_bytes());
+        r.next_table().unwrap();
+        let mut row = RawRow::default();
+        r.next_row_into(&mut row).unwrap();
+        assert_eq!((row.line, row.column, row.index), (2, 3, 0));
+        let f = row.fields().unwrap();
+        assert_eq!(f[0].0, "a");
+        assert_eq!(f[0].1.get(), "12345678901234567890.50");
+        assert_eq!(f[1].1.get(), "null");
+        assert_eq!(f[2].1.get(), "{\"k\": [1]}");
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let e = syntax("{\"t\": [\n {\"a\": 1},\n {\"a\": 2}\n");
+        assert!(e.message.contains("truncated"), "{e}");
+        assert_eq!(e.line, 4);
+        let e = syntax("{\"t\": [{\"a\": 1} {\"a\": 2}]}");
+        assert_eq!((e.line, e.column), (1, 17));
+        let e = syntax("[1, 2]");
+        assert!(e.message.contains("JSON object"), "{e}");
+        let e = syntax("{\"t\": [{\"a\": 1}]} trailing");
+        assert!(e.message.contains("after the closing"), "{e}");
+        let e = syntax("");
+        assert!(e.message.contains("empty"), "{e}");
+
+        let doc = "{\"t\": [\n  {\"a\": 1,\n   \"b\": tru}\n]}";
+        let mut r = FixtureReader::new(doc.as_bytes());
+        r.next_table().unwrap();
+        let mut row = RawRow::default();
+        r.next_row_into(&mut row).unwrap();
+        let e = row.fields().unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let mut dup = RawRow::default();
+        dup.bytes = br#"{"a":1,"a":2}"#.to_vec();
+        assert!(dup.fields().unwrap_err().message.contains("twice"));
+    }
+}

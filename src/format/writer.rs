@@ -1,0 +1,148 @@
+//! Fixture writer: the byte layout of a fixture file.
+//!
+//! Default layout, chosen for reviewable diffs (one row per line, nothing else moves when a row
+//! changes):
+//! ```text
+//! {
+//!   "users": [
+//!     {"id":1,"email":"ana@example.com"},
+//!     {"id":2,"email":"bo@example.com"}
+//!   ],
+//!   "sales.orders": []
+//! }
+//! ```
+//! `pretty` puts each column of a row on its own line instead. Values are never reformatted: the
+//! writer only places rows that the caller has already rendered as compact JSON.
+
+use std::io::{self, Write};
+
+use super::copy_text::push_json_string;
+
+pub struct FixtureWriter<W: Write> {
+    out: W,
+    pretty: bool,
+    tables: usize,
+    rows_in_table: u64,
+    bytes: u64,
+}
+
+impl<W: Write> FixtureWriter<W> {
+    pub fn new(out: W, pretty: bool) -> Self {
+        FixtureWriter {
+            out,
+            pretty,
+            tables: 0,
+            rows_in_table: 0,
+            bytes: 0,
+        }
+    }
+
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.bytes += b.len() as u64;
+        self.out.write_all(b)
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn begin_table(&mut self, key: &str) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(key.len() + 16);
+        buf.extend_from_slice(if self.tables == 0 { b"{\n  " } else { b",\n  " });
+        push_json_string(&mut buf, key.as_bytes());
+        buf.extend_from_slice(b": [");
+        self.tables += 1;
+        self.rows_in_table = 0;
+        self.put(&buf)
+    }
+
+    /// Writes one row given as `(escaped key with quotes, rendered JSON value)` pairs.
+    pub fn row(&mut self, fields: &[(&[u8], &[u8])], scratch: &mut Vec<u8>) -> io::Result<()> {
+        scratch.clear();
+        scratch.extend_from_slice(if self.rows_in_table == 0 { b"\n    " } else { b",\n    " });
+        scratch.push(b'{');
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if self.pretty {
+                scratch.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
+                scratch.extend_from_slice(k);
+                scratch.extend_from_slice(b": ");
+            } else {
+                if i > 0 {
+                    scratch.push(b',');
+                }
+                scratch.extend_from_slice(k);
+                scratch.push(b':');
+            }
+            scratch.extend_from_slice(v);
+        }
+        if self.pretty && !fields.is_empty() {
+            scratch.extend_from_slice(b"\n    ");
+        }
+        scratch.push(b'}');
+        self.rows_in_table += 1;
+        self.bytes += scratch.len() as u64;
+        self.out.write_all(scratch)
+    }
+
+    pub fn end_table(&mut self) -> io::Result<()> {
+        if self.rows_in_table == 0 {
+            self.put(b"]")
+        } else {
+            self.put(b"\n  ]")
+        }
+    }
+
+    /// Closes the document and returns the inner writer (flushed).
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.tables == 0 {
+            self.put(b"{}\n")?;
+        } else {
+            self.put(b"\n}\n")?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_one_row_per_line() {
+        let mut w = FixtureWriter::new(Vec::new(), false);
+        let mut s = Vec::new();
+        w.begin_table("users").unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"\"a\"")], &mut s).unwrap();
+        w.row(&[(b"\"id\"", b"2"), (b"\"n\"", b"null")], &mut s).unwrap();
+        w.end_table().unwrap();
+        w.begin_table("s.t").unwrap();
+        w.end_table().unwrap();
+        let bytes = w.bytes();
+        let out = w.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "{\n  \"users\": [\n    {\"id\":1,\"n\":\"a\"},\n    {\"id\":2,\"n\":null}\n  ],\n  \"s.t\": []\n}\n"
+        );
+        assert_eq!(bytes + 3, out.len() as u64);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["users"][1]["id"], 2);
+    }
+
+    #[test]
+    fn pretty_and_empty_documents() {
+        let mut w = FixtureWriter::new(Vec::new(), true);
+        let mut s = Vec::new();
+        w.begin_table("t").unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"[1,2]")], &mut s).unwrap();
+        w.end_table().unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"t\": [\n    {\n      \"id\": 1,\n      \"n\": [1,2]\n    }\n  ]\n}\n"
+        );
+        let empty = FixtureWriter::new(Vec::new(), false).finish().unwrap();
+        assert_eq!(empty, b"{}\n");
+    }
+}
