@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod dump;
 pub mod error;
 pub mod format;
+pub mod load;
 pub mod order;
 pub mod progress;
 pub mod sequences;

@@ -259,10 +259,11 @@ fn build(mut raw: Vec<RawTable>, rows: &HashMap<String, f64>) -> Catalog {
 fn foreign_keys(raw: &[RawTable], tables: &[Table]) -> Vec<ForeignKey> {
     // SQLite compares table and column names ASCII case-insensitively; an exact match wins.
     let find_table = |written: &str| {
-        tables
-            .iter()
-            .find(|t| t.name.name == written)
-            .or_else(|| tables.iter().find(|t| t.name.name.eq_ignore_ascii_case(written)))
+        tables.iter().find(|t| t.name.name == written).or_else(|| {
+            tables
+                .iter()
+                .find(|t| t.name.name.eq_ignore_ascii_case(written))
+        })
     };
     let mut out = Vec::new();
     for (t, table) in raw.iter().zip(tables) {
@@ -287,7 +288,10 @@ fn foreign_keys(raw: &[RawTable], tables: &[Table]) -> Vec<ForeignKey> {
                         let col = parent
                             .column(to)
                             .or_else(|| {
-                                parent.columns.iter().find(|c| c.name.eq_ignore_ascii_case(to))
+                                parent
+                                    .columns
+                                    .iter()
+                                    .find(|c| c.name.eq_ignore_ascii_case(to))
                             })
                             .map(|c| c.name.clone())
                             .unwrap_or_else(|| to.to_string());
@@ -462,7 +466,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn temp_db(ddl: &str) -> (tempfile::TempDir, Connection) {
+    fn temp_db(ddl: &str) -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
         let mut conn = Connection::open(&url, true).unwrap();
@@ -494,8 +498,8 @@ mod tests {
             id INTEGER PRIMARY KEY,
             parent_id INT REFERENCES tree,
             ca INT, cb INT,
-            FOREIGN KEY (cb, ca) REFERENCES COMP (B, A),
-            note TEXT DEFAULT 'autoincrement'
+            note TEXT DEFAULT 'autoincrement',
+            FOREIGN KEY (cb, ca) REFERENCES COMP (B, A)
         );
         CREATE TABLE kid (id INTEGER PRIMARY KEY, comp_b INT, comp_a INT, ghost INT REFERENCES nowhere (id),
             FOREIGN KEY (comp_b, comp_a) REFERENCES comp);
@@ -517,26 +521,43 @@ mod tests {
             ["comp", "descq", "kid", "nopk", "tree", "wr", HOSTILE, "y"],
             "no views, virtual/shadow, temp or sqlite_ tables"
         );
-        assert!(cat.tables.iter().all(|t| t.name.schema == "main" && t.kind == TableKind::Ordinary));
+        assert!(cat
+            .tables
+            .iter()
+            .all(|t| t.name.schema == "main" && t.kind == TableKind::Ordinary));
 
         let h = cat.table(&qn(HOSTILE)).unwrap();
         assert_eq!(h.key, "\"x\"\"; DROP TABLE y; --\"");
         assert_eq!(cat.find(&h.key).unwrap(), cat.table_index(&h.name).unwrap());
         assert!(h.autoincrement);
         assert_eq!(h.primary_key, ["id"]);
-        let cols: Vec<(&str, &str, ValueKind, bool, Option<&str>, bool)> = h
+        let cols: Vec<_> = h
             .columns
             .iter()
             .map(|c| {
                 let d = c.default.as_deref();
-                (c.name.as_str(), c.type_name.as_str(), c.kind, c.nullable, d, c.generated)
+                (
+                    c.name.as_str(),
+                    c.type_name.as_str(),
+                    c.kind,
+                    c.nullable,
+                    d,
+                    c.generated,
+                )
             })
             .collect();
         assert_eq!(
             cols,
             [
                 ("id", "INTEGER", ValueKind::Integer, false, None, false),
-                ("we\"ird col", "BigInt", ValueKind::Integer, false, Some("7"), false),
+                (
+                    "we\"ird col",
+                    "BigInt",
+                    ValueKind::Integer,
+                    false,
+                    Some("7"),
+                    false
+                ),
                 ("g", "INT", ValueKind::Integer, true, None, true),
                 ("s", "TEXT", ValueKind::Text, true, None, true),
             ]
@@ -545,25 +566,45 @@ mod tests {
 
         let nopk = cat.table(&qn("nopk")).unwrap();
         assert!(nopk.primary_key.is_empty() && !nopk.autoincrement);
-        let kinds: Vec<(&str, ValueKind)> =
-            nopk.columns.iter().map(|c| (c.type_name.as_str(), c.kind)).collect();
+        let kinds: Vec<(&str, ValueKind)> = nopk
+            .columns
+            .iter()
+            .map(|c| (c.type_name.as_str(), c.kind))
+            .collect();
         assert_eq!(
             kinds,
-            [("", ValueKind::Text), ("TEXT", ValueKind::Text), ("DATETIME", ValueKind::Text)]
+            [
+                ("", ValueKind::Text),
+                ("TEXT", ValueKind::Text),
+                ("DATETIME", ValueKind::Text)
+            ]
         );
         assert!(nopk.columns.iter().all(|c| c.nullable));
 
         let comp = cat.table(&qn("comp")).unwrap();
         assert_eq!(comp.primary_key, ["b", "a"]);
-        assert_eq!(comp.unique, [vec!["c", "a"], vec!["d"]], "no pk/partial/expression/plain");
-        assert!(comp.column("b").unwrap().nullable, "a rowid table's PK may hold NULL");
+        assert_eq!(
+            comp.unique,
+            [vec!["c", "a"], vec!["d"]],
+            "no pk/partial/expression/plain"
+        );
+        assert!(
+            comp.column("b").unwrap().nullable,
+            "a rowid table's PK may hold NULL"
+        );
 
         let tree = cat.table(&qn("tree")).unwrap();
-        assert!(!tree.autoincrement, "the word in a string default does not count");
+        assert!(
+            !tree.autoincrement,
+            "the word in a string default does not count"
+        );
         assert!(!tree.column("id").unwrap().nullable, "rowid alias");
 
         let descq = cat.table(&qn("descq")).unwrap();
-        assert!(descq.column("x").unwrap().nullable, "INTEGER PRIMARY KEY DESC is no alias");
+        assert!(
+            descq.column("x").unwrap().nullable,
+            "INTEGER PRIMARY KEY DESC is no alias"
+        );
         assert_eq!(descq.column("y").unwrap().kind, ValueKind::Number);
 
         let wr = cat.table(&qn("wr")).unwrap();
@@ -572,7 +613,7 @@ mod tests {
         assert_eq!(wr.column("v").unwrap().kind, ValueKind::Bytes);
         assert_eq!(wr.column("j").unwrap().kind, ValueKind::Json);
 
-        let fks: Vec<(&str, &str, Vec<&str>, &str, Vec<&str>)> = cat
+        let fks: Vec<_> = cat
             .foreign_keys
             .iter()
             .map(|f| {
@@ -580,9 +621,9 @@ mod tests {
                 (
                     f.name.as_str(),
                     f.table.name.as_str(),
-                    f.columns.iter().map(String::as_str).collect(),
+                    f.columns.iter().map(String::as_str).collect::<Vec<_>>(),
                     f.ref_table.name.as_str(),
-                    f.ref_columns.iter().map(String::as_str).collect(),
+                    f.ref_columns.iter().map(String::as_str).collect::<Vec<_>>(),
                 )
             })
             .collect();
@@ -590,8 +631,20 @@ mod tests {
             fks,
             [
                 // The key naming a missing table is left out.
-                ("fk_kid_0", "kid", vec!["comp_b", "comp_a"], "comp", vec!["b", "a"]),
-                ("fk_tree_0", "tree", vec!["cb", "ca"], "comp", vec!["b", "a"]),
+                (
+                    "fk_kid_0",
+                    "kid",
+                    vec!["comp_b", "comp_a"],
+                    "comp",
+                    vec!["b", "a"]
+                ),
+                (
+                    "fk_tree_0",
+                    "tree",
+                    vec!["cb", "ca"],
+                    "comp",
+                    vec!["b", "a"]
+                ),
                 ("fk_tree_1", "tree", vec!["parent_id"], "tree", vec!["id"]),
             ]
         );
@@ -599,7 +652,10 @@ mod tests {
         assert_eq!(cat.sequences.len(), 1);
         let s = &cat.sequences[0];
         assert_eq!(s.name, qn(HOSTILE));
-        assert_eq!((s.start, s.increment, s.min, s.max), (1, 1, 1, i64::MAX as i128));
+        assert_eq!(
+            (s.start, s.increment, s.min, s.max),
+            (1, 1, 1, i64::MAX as i128)
+        );
         assert_eq!(
             s.feeds,
             [SequenceUse {
@@ -623,8 +679,20 @@ mod tests {
         .unwrap();
         let cat = Catalog::read(&mut conn).unwrap();
         let keys: Vec<&str> = cat.tables.iter().map(|t| t.key.as_str()).collect();
-        assert_eq!(keys, ["cleaning_jobs", "clients", "payments", "properties", "users"]);
-        assert!(cat.tables.iter().all(|t| t.autoincrement && t.primary_key == ["id"]));
+        assert_eq!(
+            keys,
+            [
+                "cleaning_jobs",
+                "clients",
+                "payments",
+                "properties",
+                "users"
+            ]
+        );
+        assert!(cat
+            .tables
+            .iter()
+            .all(|t| t.autoincrement && t.primary_key == ["id"]));
         let seqs: Vec<&str> = cat.sequences.iter().map(|s| s.name.name.as_str()).collect();
         assert_eq!(seqs, keys);
 
@@ -632,20 +700,32 @@ mod tests {
         assert_eq!(users.estimated_rows, 2.0, "from sqlite_stat1");
         assert_eq!(users.unique, [vec!["email"]]);
         let is_admin = users.column("is_admin").unwrap();
-        assert_eq!((is_admin.kind, is_admin.nullable), (ValueKind::Boolean, false));
+        assert_eq!(
+            (is_admin.kind, is_admin.nullable),
+            (ValueKind::Boolean, false)
+        );
         assert_eq!(is_admin.default.as_deref(), Some("false"));
         assert_eq!(
             users.column("created_at").unwrap().default.as_deref(),
             Some("strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')")
         );
         let clients = cat.table(&qn("clients")).unwrap();
-        assert_eq!(clients.column("account_manager_id").unwrap().kind, ValueKind::Integer);
+        assert_eq!(
+            clients.column("account_manager_id").unwrap().kind,
+            ValueKind::Integer
+        );
         assert_eq!(clients.estimated_rows, 0.0);
 
         let fks: Vec<(&str, &str, &str)> = cat
             .foreign_keys
             .iter()
-            .map(|f| (f.table.name.as_str(), f.columns[0].as_str(), f.ref_table.name.as_str()))
+            .map(|f| {
+                (
+                    f.table.name.as_str(),
+                    f.columns[0].as_str(),
+                    f.ref_table.name.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             fks,

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use std::time::Instant;
 
 use dbfixtures::dump::DumpOptions;
+use dbfixtures::load::{LoadOptions, Mode};
 use dbfixtures::sequences::{self, ResetOptions, SequenceState, Status};
 use dbfixtures::{Connection, DatabaseUrl, Error, NoProgress, Progress, Result};
 
@@ -43,7 +44,7 @@ pub enum Command {
     /// Write table rows to a JSON fixture file
     Dump(DumpArgs),
     /// Load fixture files in one transaction, then realign sequences
-    Load,
+    Load(LoadArgs),
     /// Move every sequence just past the values in the columns it feeds
     #[command(name = "reset-sequences")]
     ResetSequences(ResetArgs),
@@ -73,6 +74,30 @@ pub struct DumpArgs {
     /// Indent rows, one column per line (default: one row per line)
     #[arg(long)]
     pub pretty: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Modes:\n  upsert   rows whose key exists are updated, others inserted, nothing else touched;\n           loading the same files again changes nothing\n  insert   insert only; an existing key is an error\n  replace  empty every table named in the fixtures, then insert. Refused when rows of other\n           tables still reference them. Destructive, so it only runs on a database whose name\n           (SQLite: file name) contains dev, test, local, tmp, temp, demo, sandbox, seed,\n           fixture or the word ci, unless --force is given.\n\nEverything happens in one transaction: either every row lands or none does. Sequences\nfeeding the loaded tables are realigned last, inside the same transaction.")]
+pub struct LoadArgs {
+    /// Fixture files, directories (every *.json / *.json.gz inside, in name order), or - for stdin
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// What to do with rows whose key already exists
+    #[arg(long, value_enum, default_value_t = LoadMode::Upsert)]
+    pub mode: LoadMode,
+    /// Run everything, report what would change, then roll back
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow --mode replace on a database whose name does not look like a dev/test one
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LoadMode {
+    Upsert,
+    Insert,
+    Replace,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,9 +165,10 @@ pub fn run(args: Args) -> Result<Outcome> {
             let mut conn = Connection::open(&url, false)?;
             dump(&mut conn, a, &msg)
         }
-        Command::Load => Err(Error::Invalid(
-            "this command is not implemented yet".to_string(),
-        )),
+        Command::Load(a) => {
+            let mut conn = Connection::open(&url, false)?;
+            load(&mut conn, a, &msg)
+        }
         Command::ResetSequences(a) => {
             let mut conn = Connection::open(&url, false)?;
             reset_sequences(&mut conn, a, &msg)
@@ -202,6 +228,49 @@ fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
         summary.rows,
         summary.tables,
         human_bytes(summary.bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Outcome::Ok)
+}
+
+fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
+    let opts = LoadOptions {
+        mode: match a.mode {
+            LoadMode::Upsert => Mode::Upsert,
+            LoadMode::Insert => Mode::Insert,
+            LoadMode::Replace => Mode::Replace,
+        },
+        dry_run: a.dry_run,
+        force: a.force,
+    };
+    let bars = term::Bars::for_stderr(msg.quiet);
+    let progress: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &NoProgress,
+    };
+    let started = Instant::now();
+    let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
+    for change in &report.sequences.changes {
+        msg.say(format!("  sequence {}: {} → {}", change.sequence, change.from, change.to));
+    }
+    let counts = if opts.mode == Mode::Upsert {
+        format!(
+            " ({} inserted, {} updated, {} unchanged)",
+            report.inserted(),
+            report.updated(),
+            report.unchanged()
+        )
+    } else {
+        String::new()
+    };
+    let files = if report.files == 1 { "file" } else { "files" };
+    let prefix = if report.dry_run { "Dry run, rolled back: would have loaded" } else { "Loaded" };
+    msg.say(format!(
+        "{prefix} {} rows into {} tables from {} {files}{counts}; realigned {} sequences in {:.2}s.",
+        report.rows(),
+        report.tables.len(),
+        report.files,
+        report.sequences.changes.len(),
         started.elapsed().as_secs_f64()
     ));
     Ok(Outcome::Ok)

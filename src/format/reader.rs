@@ -119,7 +119,19 @@ pub struct FixtureReader<R> {
     state: State,
     line: usize,
     column: usize,
+    /// Bytes consumed so far (plus the start offset of a resumed reader).
+    offset: u64,
     row_index: usize,
+    /// Where the last table key returned by `next_table` started.
+    table_start: TablePosition,
+}
+
+/// Where a table's key starts in a file, so a reader can resume there without rescanning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TablePosition {
+    pub offset: u64,
+    pub line: usize,
+    pub column: usize,
 }
 
 impl<R: BufRead> FixtureReader<R> {
@@ -129,8 +141,29 @@ impl<R: BufRead> FixtureReader<R> {
             state: State::Start,
             line: 1,
             column: 1,
+            offset: 0,
             row_index: 0,
+            table_start: TablePosition::default(),
         }
+    }
+
+    /// A reader over `input` already positioned at a table key found earlier (see
+    /// [`FixtureReader::table_position`]): the next `next_table` returns that table.
+    pub fn resume(input: R, at: TablePosition) -> Self {
+        FixtureReader {
+            input,
+            state: State::TableKey { first: true },
+            line: at.line,
+            column: at.column,
+            offset: at.offset,
+            row_index: 0,
+            table_start: at,
+        }
+    }
+
+    /// Where the table last returned by `next_table` starts.
+    pub fn table_position(&self) -> TablePosition {
+        self.table_start
     }
 
     /// The current position (1-based line and column).
@@ -161,6 +194,7 @@ impl<R: BufRead> FixtureReader<R> {
     }
 
     fn advance(&mut self, c: u8) {
+        self.offset += 1;
         if c == b'\n' {
             self.line += 1;
             self.column = 1;
@@ -233,6 +267,11 @@ impl<R: BufRead> FixtureReader<R> {
                     if self.peek()? != Some(b'"') {
                         return self.err("expected a table name string");
                     }
+                    self.table_start = TablePosition {
+                        offset: self.offset,
+                        line: self.line,
+                        column: self.column,
+                    };
                     let key = self.read_string()?;
                     self.expect(b':', "':' after the table name")?;
                     self.expect(b'[', "'[' starting the table's rows")?;
@@ -415,6 +454,24 @@ mod tests {
         assert!(r.next_row_into(&mut row).unwrap());
         assert_eq!(row.bytes, b"{\"z\":3}");
         assert!(r.next_table().unwrap().is_none());
+    }
+
+    #[test]
+    fn resumes_at_a_recorded_table_position() {
+        let doc = "{\n  \"a\": [{\"x\":1}],\n  \"b\": [{\"y\":2},\n {\"y\":3}]\n}\n";
+        let mut r = FixtureReader::new(doc.as_bytes());
+        r.next_table().unwrap();
+        r.next_table().unwrap();
+        let at = r.table_position();
+        assert_eq!((at.line, at.column), (3, 3));
+        let mut again = FixtureReader::resume(&doc.as_bytes()[at.offset as usize..], at);
+        assert_eq!(again.next_table().unwrap().as_deref(), Some("b"));
+        let mut row = RawRow::default();
+        assert!(again.next_row_into(&mut row).unwrap());
+        assert!(again.next_row_into(&mut row).unwrap());
+        assert_eq!((row.line, row.index), (4, 1));
+        assert!(!again.next_row_into(&mut row).unwrap());
+        assert!(again.next_table().unwrap().is_none());
     }
 
     #[test]
