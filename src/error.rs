@@ -88,7 +88,10 @@ pub enum Error {
 
     /// Bad fixture input: malformed JSON, unknown column, wrong type, constraint violation.
     #[error("{location}: {message}")]
-    Fixture { location: Location, message: String },
+    Fixture {
+        location: Box<Location>,
+        message: String,
+    },
 
     /// A sequence cannot be placed past the column values (MAXVALUE/MINVALUE reached).
     #[error("sequence {sequence}: {message}")]

@@ -63,7 +63,10 @@ impl DatabaseUrl {
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(raw.to_string()));
         }
-        if let Some(rest) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        if let Some(rest) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
             if rest.is_empty() {
                 return Err(Error::BadUrl {
                     url: raw.to_string(),
@@ -99,7 +102,9 @@ impl DatabaseUrl {
                 Ok(p) => format!(
                     "database {:?} on {}:{}",
                     p.path().trim_start_matches('/'),
-                    p.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost"),
+                    p.host_str()
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or("localhost"),
                     p.port().unwrap_or(5432)
                 ),
                 Err(_) => redact_url(u),
@@ -185,9 +190,10 @@ impl Connection {
                 if !create && !path.exists() {
                     return Err(fail("no such file".into()));
                 }
-                let p = path.to_str().ok_or_else(|| fail("path is not UTF-8".into()))?;
-                let mut conn =
-                    SqliteConnection::establish(p).map_err(|e| fail(e.to_string()))?;
+                let p = path
+                    .to_str()
+                    .ok_or_else(|| fail("path is not UTF-8".into()))?;
+                let mut conn = SqliteConnection::establish(p).map_err(|e| fail(e.to_string()))?;
                 // diesel leaves foreign keys off; fixtures must be checked like any other write.
                 conn.batch_execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
                     .map_err(|e| fail(e.to_string()))?;
@@ -308,7 +314,10 @@ impl Connection {
 
 /// libpq echoes connection parameters in a few messages; make sure the password is not among them.
 fn scrub(message: &str, url: &str) -> String {
-    match url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
         Some(pw) if !pw.is_empty() => {
             let decoded = percent_decode(&pw);
             message.replace(&pw, "***").replace(&decoded, "***")
@@ -381,8 +390,13 @@ mod tests {
             DatabaseUrl::parse("./x.sqlite3").unwrap(),
             DatabaseUrl::Sqlite("./x.sqlite3".into())
         );
-        let err = DatabaseUrl::parse("mysql://root:pw@h/d").unwrap_err().to_string();
-        assert!(err.contains("not supported yet") && !err.contains("pw@"), "{err}");
+        let err = DatabaseUrl::parse("mysql://root:pw@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not supported yet") && !err.contains("pw@"),
+            "{err}"
+        );
         assert!(matches!(DatabaseUrl::parse(" "), Err(Error::NoDatabaseUrl)));
     }
 

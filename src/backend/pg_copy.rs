@@ -17,42 +17,54 @@
 //! Invariants:
 //! - The caller supplies `source` / `target` already quoted (`"schema"."table" ("a", "b")` or a
 //!   parenthesised `(SELECT ...)`); it is spliced into the statement verbatim.
-//! - Both functions return with the connection idle (ready for the next statement), whatever
+//! - Both functions return with the connection idle and in step with the server, whatever
 //!   happened: success, server error, an error from the caller's closure, or a panic in it (the
-//!   panic is resumed after the connection was cleaned up).
+//!   panic is resumed once the connection is clean). Three libpq/diesel traps stand in the way:
 //!
-//! Trap 1 — the COPY TO result is never collected by diesel. `load_raw` hands out a reader over
+//! Trap 1 — diesel never collects the result of a COPY TO. `load_raw` hands out a reader over
 //! `PQgetCopyData`; once it reports the end of the data, libpq still holds the COPY's final
-//! `PGresult`, which diesel never fetches. The next statement sent with `PQsendQueryParams` then
-//! fails with "another command is already in progress" (`execute` fetches the pending result while
-//! failing, so the one after works; `load` does not, and keeps failing). Worse, a reader dropped
-//! *before* the end of the data leaves libpq in COPY OUT state, where diesel's next `execute` spins
-//! forever (`PQgetResult` keeps answering `PGRES_COPY_OUT`). So [`copy_out`] always reads the
-//! stream to its end (discarding rows after an error in `on_row`) and then sends one statement
-//! through `execute`, on purpose while the connection is still busy: libpq refuses to send it
-//! (`UnableToSendCommand`), and diesel's `execute_returning_count` then drains the connection with
-//! `PQgetResult` until it is idle.
+//! `PGresult`. The next statement sent with `PQsendQueryParams` then fails with "another command
+//! is already in progress" (`execute` fetches the pending result while failing, so the one after
+//! works; `load` does not, and keeps failing). Worse, a reader dropped *before* the end of the data
+//! leaves libpq in COPY OUT state, where diesel's next `execute` spins forever (`PQgetResult`
+//! keeps answering `PGRES_COPY_OUT`). So [`copy_out`] always reads the stream to its end
+//! (discarding the rows after an error or panic in `on_row`: diesel cannot cancel a query), then
+//! sends one statement through `execute` on purpose while the result is pending: libpq refuses to
+//! send it (`UnableToSendCommand`) and diesel's `execute_returning_count` then calls `PQgetResult`
+//! until the connection is idle.
 //!
 //! Trap 2 — a server error in the middle of a text COPY TO looks like a normal end of data
-//! (`PQgetCopyData` returns -1 on the `ErrorResponse` just as on `CopyDone`). The error is in the
-//! final `PGresult` that trap 1 fetches: diesel turns it into a `DatabaseError` that replaces the
-//! "unable to send" error. So `UnableToSendCommand` from that statement means the COPY succeeded,
-//! and any other error *is* the COPY's error ([`CopyError::Db`]). Draining with `batch_execute`
-//! (`PQexec`) instead would also work for trap 1, but libpq silently discards the pending result
-//! there, error included — which is why it is not used.
+//! (`PQgetCopyData` returns -1 on the `ErrorResponse` as on `CopyDone`). The error is in the final
+//! `PGresult` that trap 1 fetches: diesel turns it into a `DatabaseError` that replaces the
+//! "unable to send" one. So `UnableToSendCommand` from that statement means the COPY succeeded,
+//! and any other error *is* the COPY's error ([`CopyError::Db`]). `batch_execute` (`PQexec`) would
+//! clear trap 1 as well, but libpq silently discards the pending result there, error included.
+//! Side effect: diesel's transaction manager sees that statement fail. Inside
+//! `Connection::transaction` / `build_transaction().run(..)` that changes nothing; inside a raw
+//! `BEGIN` diesel does not know about, it marks its transaction manager broken until the raw
+//! `COMMIT` / `ROLLBACK`, as after any failed statement there.
 //!
-//! One side effect: diesel's transaction manager sees that fetch statement fail. Inside
-//! `Connection::transaction` / `build_transaction().run(..)` (the supported way) that changes
-//! nothing; inside a transaction opened with a raw `BEGIN` that diesel does not know about, diesel
-//! marks its transaction manager broken until the raw `COMMIT` / `ROLLBACK`, as it does for any
-//! failing statement there.
+//! Trap 3 — a COPY FROM that the server rejects *before reading any data* (FREEZE refused, a view
+//! or partitioned table with FREEZE, a failing `BEFORE ... FOR EACH STATEMENT` trigger) leaves a
+//! second `ReadyForQuery` on its way: diesel sends COPY through the extended protocol, whose
+//! `Sync` is still unread when the error makes the server skip to the next `Sync`, and libpq sends
+//! another after `CopyDone`/`CopyFail` (rust-postgres issue 789 describes the protocol flaw). If
+//! the next statement picks it up, diesel panics ("Is never none") and then every answer goes to
+//! the statement after the one that asked. So after any failed COPY FROM, [`copy_in`] exchanges
+//! probes with the server until one gets its own answer (`resync_after_failed_copy_in`).
+//!
+//! diesel's `from_raw_data` wants an `Fn` callback and an error type implementing
+//! `std::error::Error`: [`copy_in`] passes its `FnOnce` through a `RefCell<Option<_>>` and brings
+//! the caller's error (any type) back through another cell.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::pg::{CopyFormat, CopyTarget, Pg, PgConnection};
 use diesel::prelude::{ExecuteCopyFromDsl, RunQueryDsl};
 use diesel::query_builder::AstPass;
@@ -61,6 +73,10 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 /// Size of the buffer between the caller's writer and diesel's COPY sink, which calls
 /// `PQputCopyData` once per `write`.
 const COPY_IN_BUFFER: usize = 256 * 1024;
+
+/// Probes sent by `resync_after_failed_copy_in` before giving up (waits between them: 1 ms
+/// doubling up to 500 ms, about 3 s in all).
+const RESYNC_ATTEMPTS: u32 = 14;
 
 /// The statement [`copy_out`] sends to collect the final result of its COPY (see trap 1 in the
 /// module docs). libpq refuses to send it while that result is pending, so it normally never runs;
@@ -145,7 +161,7 @@ pub fn copy_out<E>(
     mut on_row: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<u64, CopyError<E>> {
     let mut rows = 0u64;
-    let outcome = {
+    let (outcome, at_end) = {
         let mut reader = {
             let _sql = SqlGuard::install(source);
             diesel::copy_to(RuntimeTarget)
@@ -158,13 +174,25 @@ pub fn copy_out<E>(
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             read_rows(&mut reader, &mut on_row, &mut rows)
         }));
-        if !matches!(outcome, Ok(ReadEnd::Eof { .. })) {
+        let at_end = match &outcome {
+            Ok(ReadEnd::Eof { .. }) => true,
+            // Reading fails only when the connection is lost or libpq is not in COPY OUT state.
+            Ok(ReadEnd::Io(_)) => false,
             // Trap 1: never leave libpq in COPY OUT state.
-            discard_rest(&mut reader);
-        }
-        outcome
+            Ok(ReadEnd::Source(_)) | Err(_) => discard_rest(&mut reader),
+        };
+        (outcome, at_end)
     };
-    let fetched = fetch_copy_out_result(conn);
+    let fetched = if at_end {
+        fetch_copy_out_result(conn)
+    } else {
+        // State unknown (a lost connection, or a `source` that turned the statement into
+        // something else than COPY TO STDOUT): `PQexec` first ends any COPY state and discards
+        // pending results, where diesel's `execute` could spin forever. Its own answer is
+        // irrelevant.
+        let _ = conn.batch_execute("");
+        Ok(())
+    };
     match outcome {
         Err(payload) => panic::resume_unwind(payload),
         Ok(ReadEnd::Source(e)) => Err(CopyError::Source(e)),
@@ -191,6 +219,9 @@ pub fn copy_out<E>(
 /// A server error (bad value, constraint, ...) is only reported once all data has been sent, as
 /// [`CopyError::Db`]; diesel exposes the server's message, detail and hint but not its `CONTEXT`
 /// ("COPY t, line 3, column a"). Inside a transaction, any failure leaves it aborted, as usual.
+/// After a failure the connection is brought back in step with the server (trap 3 in the module
+/// docs), which costs a round trip or two; should that fail (connection lost), the error is a
+/// [`CopyError::Db`] of kind `ClosedConnection`: discard the connection.
 pub fn copy_in<E>(
     conn: &mut PgConnection,
     target: &str,
@@ -229,9 +260,28 @@ pub fn copy_in<E>(
         let query = diesel::copy_from(runtime_table::pg_copy_runtime_target::table)
             .from_raw_data(RuntimeTarget, callback)
             .with_format(CopyFormat::Text);
-        let query = if freeze { query.with_freeze(true) } else { query };
+        let query = if freeze {
+            query.with_freeze(true)
+        } else {
+            query
+        };
         query.execute(conn)
     };
+    if let Err(e) = &result {
+        // Trap 3: a stray ReadyForQuery may still be on its way.
+        if let Err(lost) = resync_after_failed_copy_in(conn) {
+            if let Some(WriteFailure::Panic(payload)) = failure.into_inner() {
+                panic::resume_unwind(payload);
+            }
+            return Err(CopyError::Db(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new(format!(
+                    "{e}; afterwards the connection could not be brought back in step with \
+                     the server ({lost}): discard it"
+                )),
+            )));
+        }
+    }
     match failure.into_inner() {
         Some(WriteFailure::Panic(payload)) => panic::resume_unwind(payload),
         Some(WriteFailure::Source(e)) => Err(CopyError::Source(e)),
@@ -359,11 +409,13 @@ fn read_rows<R: BufRead, E>(
     }
 }
 
-/// Reads and drops the rest of a COPY TO stream, so that libpq leaves COPY OUT state.
-fn discard_rest(reader: &mut impl BufRead) {
+/// Reads and drops the rest of a COPY TO stream, so that libpq leaves COPY OUT state. Returns
+/// whether the end of the data was reached (false: reading failed).
+fn discard_rest(reader: &mut impl BufRead) -> bool {
     loop {
         match reader.fill_buf() {
-            Ok([]) | Err(_) => return,
+            Ok([]) => return true,
+            Err(_) => return false,
             Ok(chunk) => {
                 let len = chunk.len();
                 reader.consume(len);
@@ -387,6 +439,50 @@ fn fetch_copy_out_result(conn: &mut PgConnection) -> QueryResult<()> {
     }
 }
 
+/// Brings libpq back in step with the server after a failed COPY FROM (trap 3 in the module docs).
+///
+/// At most one stray `ReadyForQuery` can be pending, and it may still be on its way. Two probes
+/// with answers that cannot be confused are sent in turn through `batch_execute` (`PQexec`):
+/// `""` (only an empty query gets `EmptyQueryResponse`, "Received an empty query" in diesel) and
+/// `SELECT 1` (rows, or "current transaction is aborted" in a failed transaction: anything but an
+/// empty-query answer or no answer). A probe that gets its own kind of answer proves that the
+/// stream is in step. Otherwise the answer belonged to what came before (the stray
+/// `ReadyForQuery` reads as "no result"), and the probe's own answer is now the one in flight: it
+/// is left to arrive and dropped by libpq, which discards messages that arrive while it is idle
+/// when `PQconsumeInput` + `PQnotifies` (diesel's `notifications_iter`) parse them. The next probe
+/// checks. Normally the first probe settles it: one round trip.
+fn resync_after_failed_copy_in(conn: &mut PgConnection) -> Result<(), String> {
+    const EMPTY_QUERY: &str = "Received an empty query";
+    let mut wait = Duration::from_millis(1);
+    let mut last = String::new();
+    for attempt in 0..RESYNC_ATTEMPTS {
+        let empty_probe = attempt % 2 == 0;
+        let answer = conn.batch_execute(if empty_probe { "" } else { "SELECT 1" });
+        let (got_empty, got_nothing) = match &answer {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)) => {
+                (false, true)
+            }
+            Err(DieselError::DatabaseError(_, info)) => (info.message() == EMPTY_QUERY, false),
+            _ => (false, false),
+        };
+        if (empty_probe && got_empty) || (!empty_probe && !got_empty && !got_nothing) {
+            return Ok(());
+        }
+        last = match answer {
+            Ok(()) => "rows".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        std::thread::sleep(wait);
+        // Reads what has arrived; libpq drops it since nothing is expected. May swallow one
+        // pending LISTEN notification.
+        let _ = conn.notifications_iter().next();
+        wait = (wait * 2).min(Duration::from_millis(500));
+    }
+    Err(format!(
+        "{RESYNC_ATTEMPTS} probes never got their own answer, last: {last:?}"
+    ))
+}
+
 /// What went wrong on the caller's side of a [`copy_in`].
 enum WriteFailure<E> {
     Source(E),
@@ -408,7 +504,9 @@ impl fmt::Display for CopyInAbort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CopyInAbort::Db(e) => e.fmt(f),
-            CopyInAbort::Client => f.write_str("COPY aborted by the client: its data source failed"),
+            CopyInAbort::Client => {
+                f.write_str("COPY aborted by the client: its data source failed")
+            }
             CopyInAbort::CalledTwice => {
                 f.write_str("pg_copy: diesel called the COPY FROM callback twice")
             }
@@ -457,7 +555,10 @@ mod tests {
                 self.next += 1;
                 self.offset = 0;
             }
-            Ok(self.chunks.get(self.next).map_or(&[][..], |c| &c[self.offset..]))
+            Ok(self
+                .chunks
+                .get(self.next)
+                .map_or(&[][..], |c| &c[self.offset..]))
         }
 
         fn consume(&mut self, amt: usize) {
@@ -505,7 +606,7 @@ mod tests {
         );
         assert!(matches!(end, ReadEnd::Source("boom")));
         assert_eq!(rows, 1);
-        discard_rest(&mut reader);
+        assert!(discard_rest(&mut reader));
         assert!(reader.fill_buf().unwrap().is_empty());
     }
 

@@ -186,9 +186,7 @@ impl Catalog {
     }
 
     pub fn table_index(&self, name: &QualifiedName) -> Option<usize> {
-        self.tables
-            .binary_search_by(|t| t.name.cmp(name))
-            .ok()
+        self.tables.binary_search_by(|t| t.name.cmp(name)).ok()
     }
 
     pub fn table(&self, name: &QualifiedName) -> Option<&Table> {
@@ -433,9 +431,17 @@ mod tests {
             table_key(&qn("a.b", "we\"ird.t"), "public"),
             "\"a.b\".\"we\"\"ird.t\""
         );
-        for (s, n) in [("public", "x"), ("a.b", "c"), ("s", "we\"ird.t"), ("s p", "My Table")] {
+        for (s, n) in [
+            ("public", "x"),
+            ("a.b", "c"),
+            ("s", "we\"ird.t"),
+            ("s p", "My Table"),
+        ] {
             let key = table_key(&qn(s, n), "none");
-            assert_eq!(split_name(&key).unwrap(), vec![s.to_string(), n.to_string()]);
+            assert_eq!(
+                split_name(&key).unwrap(),
+                vec![s.to_string(), n.to_string()]
+            );
         }
         assert!(split_name("a..b").is_err());
         assert!(split_name("\"open").is_err());
@@ -455,7 +461,10 @@ mod tests {
 
     #[test]
     fn quote_ident_doubles_quotes() {
-        assert_eq!(quote_ident("x\"; DROP TABLE y; --"), "\"x\"\"; DROP TABLE y; --\"");
+        assert_eq!(
+            quote_ident("x\"; DROP TABLE y; --"),
+            "\"x\"\"; DROP TABLE y; --\""
+        );
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 }

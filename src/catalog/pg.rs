@@ -116,8 +116,7 @@ fn foreign_keys_sql() -> String {
 }
 
 fn sequences_sql() -> String {
-    format!(
-        r#"WITH uses AS (
+    r#"WITH uses AS (
     -- owned by a column: serial (deptype a) and identity (deptype i)
     SELECT d.objid AS seq, d.refobjid AS tbl, d.refobjsubid AS attnum
       FROM pg_depend d
@@ -148,5 +147,5 @@ SELECT json_agg(json_build_object(
   JOIN pg_class sc ON sc.oid = s.seqrelid
   JOIN pg_namespace sn ON sn.oid = sc.relnamespace
  WHERE EXISTS (SELECT 1 FROM uses u WHERE u.seq = s.seqrelid)"#
-    )
+        .to_string()
 }

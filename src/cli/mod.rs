@@ -28,7 +28,13 @@ use dbfixtures::{Connection, DatabaseUrl, Error, NoProgress, Progress, Result};
 pub struct Args {
     /// Database URL: postgres://user@host/db, sqlite://path or a SQLite file path
     /// [default: $DATABASE_URL, also read from .env]
-    #[arg(long, global = true, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Print no progress or messages on stderr (errors are still printed)
@@ -77,7 +83,9 @@ pub struct DumpArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Modes:\n  upsert   rows whose key exists are updated, others inserted, nothing else touched;\n           loading the same files again changes nothing\n  insert   insert only; an existing key is an error\n  replace  empty every table named in the fixtures, then insert. Refused when rows of other\n           tables still reference them. Destructive, so it only runs on a database whose name\n           (SQLite: file name) contains dev, test, local, tmp, temp, demo, sandbox, seed,\n           fixture or the word ci, unless --force is given.\n\nEverything happens in one transaction: either every row lands or none does. Sequences\nfeeding the loaded tables are realigned last, inside the same transaction.")]
+#[command(
+    after_help = "Modes:\n  upsert   rows whose key exists are updated, others inserted, nothing else touched;\n           loading the same files again changes nothing\n  insert   insert only; an existing key is an error\n  replace  empty every table named in the fixtures, then insert. Refused when rows of other\n           tables still reference them. Destructive, so it only runs on a database whose name\n           (SQLite: file name) contains dev, test, local, tmp, temp, demo, sandbox, seed,\n           fixture or the word ci, unless --force is given.\n\nEverything happens in one transaction: either every row lands or none does. Sequences\nfeeding the loaded tables are realigned last, inside the same transaction."
+)]
 pub struct LoadArgs {
     /// Fixture files, directories (every *.json / *.json.gz inside, in name order), or - for stdin
     #[arg(required = true, value_name = "PATH")]
@@ -178,7 +186,8 @@ pub fn run(args: Args) -> Result<Outcome> {
             let states = sequences::inspect(&mut conn, &a.tables)?;
             let mut out = std::io::stdout().lock();
             if a.json {
-                let text = serde_json::to_string_pretty(&states).map_err(|e| Error::Invalid(e.to_string()))?;
+                let text = serde_json::to_string_pretty(&states)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
                 writeln!(out, "{text}").map_err(stdout_err)?;
             } else {
                 write_table(&mut out, &states).map_err(stdout_err)?;
@@ -251,7 +260,10 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
     let started = Instant::now();
     let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
     for change in &report.sequences.changes {
-        msg.say(format!("  sequence {}: {} → {}", change.sequence, change.from, change.to));
+        msg.say(format!(
+            "  sequence {}: {} → {}",
+            change.sequence, change.from, change.to
+        ));
     }
     let counts = if opts.mode == Mode::Upsert {
         format!(
@@ -264,7 +276,11 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         String::new()
     };
     let files = if report.files == 1 { "file" } else { "files" };
-    let prefix = if report.dry_run { "Dry run, rolled back: would have loaded" } else { "Loaded" };
+    let prefix = if report.dry_run {
+        "Dry run, rolled back: would have loaded"
+    } else {
+        "Loaded"
+    };
     msg.say(format!(
         "{prefix} {} rows into {} tables from {} {files}{counts}; realigned {} sequences in {:.2}s.",
         report.rows(),
@@ -364,7 +380,14 @@ fn opt(v: Option<i128>) -> String {
 }
 
 fn write_table(out: &mut impl Write, states: &[SequenceState]) -> std::io::Result<()> {
-    let header = ["SEQUENCE", "FEEDS", "LAST VALUE", "COLUMN MAX", "NEXT", "STATUS"];
+    let header = [
+        "SEQUENCE",
+        "FEEDS",
+        "LAST VALUE",
+        "COLUMN MAX",
+        "NEXT",
+        "STATUS",
+    ];
     let rows: Vec<[String; 6]> = states
         .iter()
         .map(|s| {

@@ -202,7 +202,10 @@ impl<W: Write> Sink<W> {
     fn new(w: W, gzip: bool) -> Self {
         let buf = std::io::BufWriter::with_capacity(256 * 1024, w);
         if gzip {
-            Sink::Gzip(flate2::write::GzEncoder::new(buf, flate2::Compression::fast()))
+            Sink::Gzip(flate2::write::GzEncoder::new(
+                buf,
+                flate2::Compression::fast(),
+            ))
         } else {
             Sink::Plain(buf)
         }

@@ -5,8 +5,8 @@
 
 use std::io::Write;
 
-use diesel::pg::PgConnection;
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 
 use crate::backend::pg_copy::{copy_out, CopyError};
 use crate::catalog::{quote_ident, Table, TableKind, ValueKind};
@@ -38,11 +38,17 @@ pub(crate) fn copy_source(table: &Table) -> String {
         .collect();
     let order = if table.primary_key.is_empty() {
         // No key: order by the whole row's text, byte-wise, which works for every type.
-        let all: Vec<String> = table.stored_columns().map(|c| quote_ident(&c.name)).collect();
+        let all: Vec<String> = table
+            .stored_columns()
+            .map(|c| quote_ident(&c.name))
+            .collect();
         if all.is_empty() {
             String::new()
         } else {
-            format!(" ORDER BY (ROW({}, NULL))::text COLLATE \"C\"", all.join(", "))
+            format!(
+                " ORDER BY (ROW({}, NULL))::text COLLATE \"C\"",
+                all.join(", ")
+            )
         }
     } else {
         let pk: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();
@@ -50,8 +56,16 @@ pub(crate) fn copy_source(table: &Table) -> String {
     };
     // Partitioned parents stand for their partitions; plain tables exclude inheritance children,
     // which are tables of their own.
-    let only = if table.kind == TableKind::Ordinary { "ONLY " } else { "" };
-    let list = if cols.is_empty() { "NULL".to_string() } else { cols.join(", ") };
+    let only = if table.kind == TableKind::Ordinary {
+        "ONLY "
+    } else {
+        ""
+    };
+    let list = if cols.is_empty() {
+        "NULL".to_string()
+    } else {
+        cols.join(", ")
+    };
     format!("(SELECT {list} FROM {only}{}{order})", table.name.sql())
 }
 
@@ -82,7 +96,9 @@ pub(super) fn dump_table<W: Write>(
             .map_err(|e| io_err(format!("unreadable COPY row: {}", e.message)))?;
         let expected = cols.len().max(1);
         if n != expected {
-            return Err(io_err(format!("COPY row has {n} fields, expected {expected}")));
+            return Err(io_err(format!(
+                "COPY row has {n} fields, expected {expected}"
+            )));
         }
         for (i, (_, kind)) in cols.iter().enumerate() {
             values[i].clear();

@@ -21,7 +21,11 @@ pub struct SyntaxError {
 
 impl std::fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -41,9 +45,13 @@ impl From<std::io::Error> for ReadError {
 enum State {
     Start,
     /// Expecting a table key or the closing `}`.
-    TableKey { first: bool },
+    TableKey {
+        first: bool,
+    },
     /// Inside a table's array, expecting a row or `]`.
-    Rows { first: bool },
+    Rows {
+        first: bool,
+    },
     End,
 }
 
@@ -68,7 +76,11 @@ impl RawRow {
             .map_err(|e| self.error_at(e.line(), e.column(), strip_position(&e.to_string())))?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(k2, _)| k2 == k) {
-                return Err(self.error_at(1, 1, format!("column \"{k}\" appears twice in the row")));
+                return Err(self.error_at(
+                    1,
+                    1,
+                    format!("column \"{k}\" appears twice in the row"),
+                ));
             }
         }
         Ok(pairs)
@@ -111,6 +123,17 @@ impl<'de> Visitor<'de> for RowVisitor {
             out.push((k, v));
         }
         Ok(out)
+    }
+}
+
+fn advance_position(line: &mut usize, column: &mut usize, offset: &mut u64, c: u8) {
+    *offset += 1;
+    if c == b'\n' {
+        *line += 1;
+        *column = 1;
+    } else if c & 0xC0 != 0x80 {
+        // count characters, not UTF-8 continuation bytes
+        *column += 1;
     }
 }
 
@@ -194,14 +217,7 @@ impl<R: BufRead> FixtureReader<R> {
     }
 
     fn advance(&mut self, c: u8) {
-        self.offset += 1;
-        if c == b'\n' {
-            self.line += 1;
-            self.column = 1;
-        } else if c & 0xC0 != 0x80 {
-            // count characters, not UTF-8 continuation bytes
-            self.column += 1;
-        }
+        advance_position(&mut self.line, &mut self.column, &mut self.offset, c);
     }
 
     fn skip_ws(&mut self) -> Result<Option<u8>, ReadError> {
@@ -235,11 +251,9 @@ impl<R: BufRead> FixtureReader<R> {
                     match self.skip_ws()? {
                         None => return self.err("empty input: expected a JSON object"),
                         Some(b'{') => {}
-                        Some(_) => {
-                            return self.err(
-                                "a fixture must be a JSON object mapping table names to arrays of rows",
-                            )
-                        }
+                        Some(_) => return self.err(
+                            "a fixture must be a JSON object mapping table names to arrays of rows",
+                        ),
                     }
                     self.bump()?;
                     self.state = State::TableKey { first: true };
@@ -364,9 +378,9 @@ impl<R: BufRead> FixtureReader<R> {
                 }
             }
             out.extend_from_slice(&buf[..used]);
-            for i in out.len() - used..out.len() {
-                let c = out[i];
-                self.advance(c);
+            let start = out.len() - used;
+            for &c in &out[start..] {
+                advance_position(&mut self.line, &mut self.column, &mut self.offset, c);
             }
             self.input.consume(used);
             if done {
@@ -438,7 +452,13 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("a".to_string(), vec![r#"{"id":1,"s":"x}]\""}"#.to_string(), r#"{"id":2}"#.to_string()]),
+                (
+                    "a".to_string(),
+                    vec![
+                        r#"{"id":1,"s":"x}]\""}"#.to_string(),
+                        r#"{"id":2}"#.to_string()
+                    ]
+                ),
                 ("b.c".to_string(), vec![]),
             ]
         );
@@ -476,7 +496,8 @@ mod tests {
 
     #[test]
     fn fields_keep_exact_number_spelling_and_positions() {
-        let doc = "{\"t\": [\n  {\"a\": 12345678901234567890.50, \"b\": null, \"c\": {\"k\": [1]}}\n]}";
+        let doc =
+            "{\"t\": [\n  {\"a\": 12345678901234567890.50, \"b\": null, \"c\": {\"k\": [1]}}\n]}";
         let mut r = FixtureReader::new(doc.as_bytes());
         r.next_table().unwrap();
         let mut row = RawRow::default();
@@ -510,8 +531,10 @@ mod tests {
         r.next_row_into(&mut row).unwrap();
         let e = row.fields().unwrap_err();
         assert_eq!(e.line, 3, "{e}");
-        let mut dup = RawRow::default();
-        dup.bytes = br#"{"a":1,"a":2}"#.to_vec();
+        let dup = RawRow {
+            bytes: br#"{"a":1,"a":2}"#.to_vec(),
+            ..Default::default()
+        };
         assert!(dup.fields().unwrap_err().message.contains("twice"));
     }
 }

@@ -113,14 +113,21 @@ pub struct ValueError(pub String);
 
 /// Appends the COPY text field for one fixture value going into a column of `kind`.
 /// Structured kinds are passed as their JSON text (the loader converts them on the server).
-pub fn push_copy_field(out: &mut Vec<u8>, kind: ValueKind, raw: &RawValue) -> Result<(), ValueError> {
+pub fn push_copy_field(
+    out: &mut Vec<u8>,
+    kind: ValueKind,
+    raw: &RawValue,
+) -> Result<(), ValueError> {
     let text = raw.get();
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
     match kind {
         ValueKind::Json | ValueKind::Jsonb | ValueKind::Structured => {
             if text == "null" {
                 push_null(out);
-            } else if let Some(inner) = (first == b'{').then(|| json_wrapper(text.as_bytes())).flatten() {
+            } else if let Some(inner) = (first == b'{')
+                .then(|| json_wrapper(text.as_bytes()))
+                .flatten()
+            {
                 push_field(out, inner.get().as_bytes());
             } else {
                 push_field(out, text.as_bytes());
@@ -136,7 +143,9 @@ pub fn push_copy_field(out: &mut Vec<u8>, kind: ValueKind, raw: &RawValue) -> Re
                 let s: std::borrow::Cow<'_, str> = serde_json::from_str(text)
                     .map_err(|e| ValueError(format!("bad string: {e}")))?;
                 if kind == ValueKind::Integer && s.parse::<i128>().is_err() {
-                    return Err(ValueError(format!("expected an integer, found the string {text}")));
+                    return Err(ValueError(format!(
+                        "expected an integer, found the string {text}"
+                    )));
                 }
                 push_field(out, s.as_bytes());
                 Ok(())
@@ -146,7 +155,10 @@ pub fn push_copy_field(out: &mut Vec<u8>, kind: ValueKind, raw: &RawValue) -> Re
                     push_field(out, if first == b't' { b"t" } else { b"f" });
                     Ok(())
                 }
-                _ => Err(ValueError(format!("expected {}, found {text}", kind_word(kind)))),
+                _ => Err(ValueError(format!(
+                    "expected {}, found {text}",
+                    kind_word(kind)
+                ))),
             },
             b'{' | b'[' => Err(ValueError(format!(
                 "expected {}, found a JSON {}",
@@ -159,9 +171,10 @@ pub fn push_copy_field(out: &mut Vec<u8>, kind: ValueKind, raw: &RawValue) -> Re
                     ValueKind::Integer if text.contains(['.', 'e', 'E']) => {
                         Err(ValueError(format!("expected an integer, found {text}")))
                     }
-                    ValueKind::Boolean | ValueKind::Bytes => {
-                        Err(ValueError(format!("expected {}, found {text}", kind_word(kind))))
-                    }
+                    ValueKind::Boolean | ValueKind::Bytes => Err(ValueError(format!(
+                        "expected {}, found {text}",
+                        kind_word(kind)
+                    ))),
                     _ => {
                         push_field(out, text.as_bytes());
                         Ok(())
@@ -201,14 +214,23 @@ mod tests {
 
     #[test]
     fn dump_side_encodings() {
-        assert_eq!(json(ValueKind::Integer, Some("-9223372036854775808")), "-9223372036854775808");
+        assert_eq!(
+            json(ValueKind::Integer, Some("-9223372036854775808")),
+            "-9223372036854775808"
+        );
         assert_eq!(json(ValueKind::Number, Some("NaN")), "\"NaN\"");
         assert_eq!(json(ValueKind::Number, Some("-0")), "-0");
         assert_eq!(json(ValueKind::Boolean, Some("t")), "true");
         assert_eq!(json(ValueKind::Text, None), "null");
         assert_eq!(json(ValueKind::Jsonb, Some("null")), "{\"$json\":null}");
-        assert_eq!(json(ValueKind::Json, Some("{\"$json\": 1}")), "{\"$json\":{\"$json\": 1}}");
-        assert_eq!(json(ValueKind::Json, Some("{\"$json\": 1, \"b\": 2}")), "{\"$json\": 1, \"b\": 2}");
+        assert_eq!(
+            json(ValueKind::Json, Some("{\"$json\": 1}")),
+            "{\"$json\":{\"$json\": 1}}"
+        );
+        assert_eq!(
+            json(ValueKind::Json, Some("{\"$json\": 1, \"b\": 2}")),
+            "{\"$json\": 1, \"b\": 2}"
+        );
         assert_eq!(json(ValueKind::Bytes, Some("\\x00ff")), "\"\\\\x00ff\"");
         assert_eq!(json(ValueKind::Text, Some("a\"b\n")), "\"a\\\"b\\n\"");
     }
@@ -217,9 +239,18 @@ mod tests {
     fn timestamps_match_to_json() {
         let t = |s: &str| String::from_utf8(timestamp_json(s.as_bytes())).unwrap();
         assert_eq!(t("2024-01-01 10:00:00+00"), "2024-01-01T10:00:00+00:00");
-        assert_eq!(t("2024-01-01 10:00:00.123+05:30"), "2024-01-01T10:00:00.123+05:30");
-        assert_eq!(t("1900-01-01 05:21:10+05:21:10"), "1900-01-01T05:21:10+05:21:10");
-        assert_eq!(t("0044-03-15 10:00:00+00 BC"), "0044-03-15T10:00:00+00:00 BC");
+        assert_eq!(
+            t("2024-01-01 10:00:00.123+05:30"),
+            "2024-01-01T10:00:00.123+05:30"
+        );
+        assert_eq!(
+            t("1900-01-01 05:21:10+05:21:10"),
+            "1900-01-01T05:21:10+05:21:10"
+        );
+        assert_eq!(
+            t("0044-03-15 10:00:00+00 BC"),
+            "0044-03-15T10:00:00+00:00 BC"
+        );
         assert_eq!(t("0044-03-15 10:00:00.5 BC"), "0044-03-15T10:00:00.5 BC");
         assert_eq!(t("12345-01-01 00:00:00"), "12345-01-01T00:00:00");
         assert_eq!(t("2024-01-01 10:00:00-03"), "2024-01-01T10:00:00-03:00");
@@ -231,16 +262,25 @@ mod tests {
     fn load_side_encodings_and_errors() {
         assert_eq!(copy(ValueKind::Integer, "12").unwrap(), "12");
         assert_eq!(copy(ValueKind::Integer, "\"12\"").unwrap(), "12");
-        assert!(copy(ValueKind::Integer, "1.5").unwrap_err().0.contains("integer"));
+        assert!(copy(ValueKind::Integer, "1.5")
+            .unwrap_err()
+            .0
+            .contains("integer"));
         assert!(copy(ValueKind::Integer, "\"x\"").is_err());
         assert!(copy(ValueKind::Integer, "true").is_err());
         assert_eq!(copy(ValueKind::Text, "null").unwrap(), "\\N");
         assert_eq!(copy(ValueKind::Text, "\"a\\tb\"").unwrap(), "a\\tb");
-        assert!(copy(ValueKind::Text, "{}").unwrap_err().0.contains("object"));
+        assert!(copy(ValueKind::Text, "{}")
+            .unwrap_err()
+            .0
+            .contains("object"));
         assert_eq!(copy(ValueKind::Boolean, "false").unwrap(), "f");
         assert_eq!(copy(ValueKind::Jsonb, "null").unwrap(), "\\N");
         assert_eq!(copy(ValueKind::Jsonb, "{\"$json\":null}").unwrap(), "null");
-        assert_eq!(copy(ValueKind::Json, "{\"a\":\"x\\ty\"}").unwrap(), "{\"a\":\"x\\\\ty\"}");
+        assert_eq!(
+            copy(ValueKind::Json, "{\"a\":\"x\\ty\"}").unwrap(),
+            "{\"a\":\"x\\\\ty\"}"
+        );
         assert_eq!(copy(ValueKind::Json, "\"s\"").unwrap(), "\"s\"");
         assert_eq!(copy(ValueKind::Number, "\"NaN\"").unwrap(), "NaN");
         assert_eq!(copy(ValueKind::Number, "1e400").unwrap(), "1e400");

@@ -60,7 +60,11 @@ impl<W: Write> FixtureWriter<W> {
     /// Writes one row given as `(escaped key with quotes, rendered JSON value)` pairs.
     pub fn row(&mut self, fields: &[(&[u8], &[u8])], scratch: &mut Vec<u8>) -> io::Result<()> {
         scratch.clear();
-        scratch.extend_from_slice(if self.rows_in_table == 0 { b"\n    " } else { b",\n    " });
+        scratch.extend_from_slice(if self.rows_in_table == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        });
         scratch.push(b'{');
         for (i, (k, v)) in fields.iter().enumerate() {
             if self.pretty {
@@ -114,8 +118,10 @@ mod tests {
         let mut w = FixtureWriter::new(Vec::new(), false);
         let mut s = Vec::new();
         w.begin_table("users").unwrap();
-        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"\"a\"")], &mut s).unwrap();
-        w.row(&[(b"\"id\"", b"2"), (b"\"n\"", b"null")], &mut s).unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"\"a\"")], &mut s)
+            .unwrap();
+        w.row(&[(b"\"id\"", b"2"), (b"\"n\"", b"null")], &mut s)
+            .unwrap();
         w.end_table().unwrap();
         w.begin_table("s.t").unwrap();
         w.end_table().unwrap();
@@ -135,7 +141,8 @@ mod tests {
         let mut w = FixtureWriter::new(Vec::new(), true);
         let mut s = Vec::new();
         w.begin_table("t").unwrap();
-        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"[1,2]")], &mut s).unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"[1,2]")], &mut s)
+            .unwrap();
         w.end_table().unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(

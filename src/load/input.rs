@@ -148,13 +148,13 @@ impl Input {
         match e {
             ReadError::Io(e) => Error::io(&self.name, e),
             ReadError::Syntax(s) => Error::Fixture {
-                location: Location {
+                location: Box::new(Location {
                     file: Some(self.name.clone()),
                     line: Some(s.line),
                     column_no: Some(s.column),
                     table: table.map(str::to_owned),
                     ..Default::default()
-                },
+                }),
                 message: s.message,
             },
         }

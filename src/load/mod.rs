@@ -98,7 +98,11 @@ pub fn looks_like_dev_database(name: &str) -> bool {
     let lower = name.to_lowercase();
     lower
         .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| DEV_NAME_WORDS.iter().any(|w| word.contains(w) && (*w != "ci" || word == "ci")))
+        .any(|word| {
+            DEV_NAME_WORDS
+                .iter()
+                .any(|w| word.contains(w) && (*w != "ci" || word == "ci"))
+        })
 }
 
 /// How one table is loaded, decided once per table before its rows are read.
@@ -166,12 +170,12 @@ fn load_in_transaction(
     for occ in occurrences {
         let t = catalog.find(&occ.key).map_err(|e| match e {
             Error::UnknownTable { name, hint } => Error::Fixture {
-                location: crate::error::Location {
+                location: Box::new(crate::error::Location {
                     file: Some(inputs[occ.input].name.clone()),
                     line: Some(occ.position.line),
                     column_no: Some(occ.position.column),
                     ..Default::default()
-                },
+                }),
                 message: format!("unknown table {name}{hint}"),
             },
             other => other,
@@ -218,7 +222,11 @@ fn load_in_transaction(
             table: table.key.clone(),
             ..Default::default()
         };
-        for (occ, _) in occurrences.iter().zip(&occ_table).filter(|(_, &ot)| ot == t) {
+        for (occ, _) in occurrences
+            .iter()
+            .zip(&occ_table)
+            .filter(|(_, &ot)| ot == t)
+        {
             let empty = match conn.backend() {
                 Backend::Postgres => pg::is_empty(conn, table)?,
                 Backend::Sqlite => sqlite::is_empty(conn, table)?,
@@ -232,8 +240,12 @@ fn load_in_transaction(
             let inp = &inputs[occ.input];
             let mut stream = RowStream::open(inp, occ)?;
             let c = match conn.backend() {
-                Backend::Postgres => pg::load_rows(conn, &plan, &mut stream, progress, &mut fixups, t)?,
-                Backend::Sqlite => sqlite::load_rows(conn, &plan, &mut stream, progress, &mut fixups, t)?,
+                Backend::Postgres => {
+                    pg::load_rows(conn, &plan, &mut stream, progress, &mut fixups, t)?
+                }
+                Backend::Sqlite => {
+                    sqlite::load_rows(conn, &plan, &mut stream, progress, &mut fixups, t)?
+                }
             };
             counts.rows += c.rows;
             counts.inserted += c.inserted;
@@ -262,12 +274,17 @@ fn load_in_transaction(
 
 /// Load order over the tables being loaded, and the foreign keys broken to load cycles:
 /// (child table, its columns loaded as NULL then filled in).
-fn load_order(catalog: &Catalog, tables: &[usize]) -> Result<(Vec<usize>, Vec<(usize, Vec<String>)>)> {
+/// A foreign key broken to load a cycle: the child table and its columns loaded as NULL.
+type BrokenFk = (usize, Vec<String>);
+
+fn load_order(catalog: &Catalog, tables: &[usize]) -> Result<(Vec<usize>, Vec<BrokenFk>)> {
     let mut edges = Vec::new();
     let mut edge_fk = Vec::new();
     for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
-        let (Some(c), Some(p)) = (catalog.table_index(&fk.table), catalog.table_index(&fk.ref_table))
-        else {
+        let (Some(c), Some(p)) = (
+            catalog.table_index(&fk.table),
+            catalog.table_index(&fk.ref_table),
+        ) else {
             continue;
         };
         let (Some(ci), Some(pi)) = (
@@ -331,7 +348,16 @@ mod tests {
 
     #[test]
     fn dev_database_names() {
-        for n in ["app_dev", "myapp_test", "test", "localdb", "ci", "app-ci", "demo.sqlite3", "dbftest_x_1"] {
+        for n in [
+            "app_dev",
+            "myapp_test",
+            "test",
+            "localdb",
+            "ci",
+            "app-ci",
+            "demo.sqlite3",
+            "dbftest_x_1",
+        ] {
             assert!(looks_like_dev_database(n), "{n}");
         }
         for n in ["production", "app", "shop_prod", "circle", "precise"] {

@@ -34,13 +34,14 @@ pub(super) fn prepare(conn: &mut Connection) -> Result<()> {
 }
 
 pub(super) fn check_deferred(conn: &mut Connection) -> Result<()> {
-    conn.execute("SET CONSTRAINTS ALL IMMEDIATE").map_err(|e| match e {
-        Error::Database { message, .. } => Error::Database {
-            context: "checking deferred constraints".into(),
-            message,
-        },
-        other => other,
-    })
+    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        .map_err(|e| match e {
+            Error::Database { message, .. } => Error::Database {
+                context: "checking deferred constraints".into(),
+                message,
+            },
+            other => other,
+        })
 }
 
 pub(super) fn database_name(conn: &mut Connection) -> Result<String> {
@@ -55,13 +56,23 @@ pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
 }
 
 /// `replace`: empties the tables, refusing when rows of other tables still reference them.
-pub(super) fn empty_tables(conn: &mut Connection, catalog: &Catalog, tables: &[usize]) -> Result<()> {
-    let in_set = |name| catalog.table_index(name).is_some_and(|i| tables.contains(&i));
+pub(super) fn empty_tables(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    tables: &[usize],
+) -> Result<()> {
+    let in_set = |name| {
+        catalog
+            .table_index(name)
+            .is_some_and(|i| tables.contains(&i))
+    };
     let mut also_empty = Vec::new();
     let mut blocking = Vec::new();
     for fk in &catalog.foreign_keys {
         if in_set(&fk.ref_table) && !in_set(&fk.table) {
-            let Some(child) = catalog.table(&fk.table) else { continue };
+            let Some(child) = catalog.table(&fk.table) else {
+                continue;
+            };
             let cond: Vec<String> = fk
                 .columns
                 .iter()
@@ -72,7 +83,10 @@ pub(super) fn empty_tables(conn: &mut Connection, catalog: &Catalog, tables: &[u
                 child.name.sql(),
                 cond.join(" AND ")
             ))?;
-            let parent = catalog.table(&fk.ref_table).map(|t| t.key.clone()).unwrap_or_default();
+            let parent = catalog
+                .table(&fk.ref_table)
+                .map(|t| t.key.clone())
+                .unwrap_or_default();
             if referenced {
                 blocking.push(format!("{} (via {} → {parent})", child.key, fk.name));
             } else if !also_empty.contains(&child.name.sql()) {
@@ -87,7 +101,10 @@ pub(super) fn empty_tables(conn: &mut Connection, catalog: &Catalog, tables: &[u
             blocking.join(", ")
         )));
     }
-    let mut names: Vec<String> = tables.iter().map(|&t| catalog.tables[t].name.sql()).collect();
+    let mut names: Vec<String> = tables
+        .iter()
+        .map(|&t| catalog.tables[t].name.sql())
+        .collect();
     // Empty referencing tables must be named too, or TRUNCATE refuses.
     names.extend(also_empty);
     conn.execute(&format!("TRUNCATE {}", names.join(", ")))
@@ -184,7 +201,15 @@ pub(super) fn load_rows(
                 empty = false;
             }
             Err(Error::Database { message, .. }) => {
-                return Err(locate(conn, plan, stream, &cols, path, first_index, message));
+                return Err(locate(
+                    conn,
+                    plan,
+                    stream,
+                    &cols,
+                    path,
+                    first_index,
+                    message,
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -202,11 +227,11 @@ fn check_fixup_possible(table: &Table, cols: &[usize], stream: &RowStream<'_>) -
         Ok(())
     } else {
         Err(Error::Fixture {
-            location: Location {
+            location: Box::new(Location {
                 file: Some(stream.file().to_string()),
                 table: Some(table.key.clone()),
                 ..Default::default()
-            },
+            }),
             message: "this table is part of a foreign-key cycle that is loaded by filling in \
                       foreign keys afterwards, which needs the primary key in every row"
                 .into(),
@@ -234,17 +259,27 @@ fn run_batch(
     progress: &dyn Progress,
 ) -> Result<BatchResult> {
     let table = plan.table;
-    let col_list: Vec<String> = cols.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
+    let col_list: Vec<String> = cols
+        .iter()
+        .map(|&c| quote_ident(&table.columns[c].name))
+        .collect();
     let col_list = col_list.join(", ");
     let stage = match path {
         Path::Direct => None,
         Path::Staged => {
-            let name = format!("dbfixtures_stage_{}", STAGE_COUNTER.fetch_add(1, Ordering::Relaxed));
+            let name = format!(
+                "dbfixtures_stage_{}",
+                STAGE_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
             let defs: Vec<String> = cols
                 .iter()
                 .map(|&c| {
                     let col = &table.columns[c];
-                    let ty = if col.kind == ValueKind::Structured { "json" } else { col.type_name.as_str() };
+                    let ty = if col.kind == ValueKind::Structured {
+                        "json"
+                    } else {
+                        col.type_name.as_str()
+                    };
                     format!("{} {ty}", quote_ident(&col.name))
                 })
                 .collect();
@@ -265,7 +300,7 @@ fn run_batch(
         let pg = conn.as_pg().expect("PostgreSQL connection");
         copy_in(pg, &target, false, |w| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
-            while limit.is_none_or(|l| rows < l) {
+            while limit.map_or(true, |l| rows < l) {
                 if !stream.advance()? {
                     break;
                 }
@@ -281,9 +316,8 @@ fn run_batch(
                         line.push(b'\t');
                     }
                     let col = &table.columns[*c];
-                    push_copy_field(&mut line, col.kind, raw).map_err(|e| {
-                        stream.error(table, stream.current(), Some(&col.name), e.0)
-                    })?;
+                    push_copy_field(&mut line, col.kind, raw)
+                        .map_err(|e| stream.error(table, stream.current(), Some(&col.name), e.0))?;
                 }
                 line.push(b'\n');
                 w.write_all(&line)
@@ -343,7 +377,10 @@ fn insert_from_stage(
     rows: u64,
 ) -> Result<BatchResult> {
     let table = plan.table;
-    let names: Vec<&str> = cols.iter().map(|&c| table.columns[c].name.as_str()).collect();
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
     let quoted: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
     let exprs: Vec<String> = cols
         .iter()
@@ -393,7 +430,10 @@ fn insert_from_stage(
     };
     match (plan.mode, key) {
         (Mode::Upsert, Some(key)) => {
-            let on: Vec<String> = key.iter().map(|k| format!("t.{0} = s.{0}", quote_ident(k))).collect();
+            let on: Vec<String> = key
+                .iter()
+                .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
+                .collect();
             let existing: Affected = conn.query_json(&format!(
                 "SELECT json_build_object('n', count(*))::text AS j FROM {} AS s \
                  WHERE EXISTS (SELECT 1 FROM {} AS t WHERE {})",
@@ -404,7 +444,9 @@ fn insert_from_stage(
             let updatable: Vec<&str> = cols
                 .iter()
                 .map(|&c| &table.columns[c])
-                .filter(|c| !key.contains(&c.name) && c.identity != Some(crate::catalog::Identity::Always))
+                .filter(|c| {
+                    !key.contains(&c.name) && c.identity != Some(crate::catalog::Identity::Always)
+                })
                 .map(|c| c.name.as_str())
                 .collect();
             let conflict: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
@@ -415,7 +457,10 @@ fn insert_from_stage(
                     .iter()
                     .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
                     .collect();
-                let old: Vec<String> = updatable.iter().map(|c| format!("t.{}", quote_ident(c))).collect();
+                let old: Vec<String> = updatable
+                    .iter()
+                    .map(|c| format!("t.{}", quote_ident(c)))
+                    .collect();
                 let new: Vec<String> = updatable
                     .iter()
                     .map(|c| format!("EXCLUDED.{}", quote_ident(c)))
@@ -487,11 +532,11 @@ fn locate(
 ) -> Error {
     let table = plan.table;
     let fallback = |stream: &RowStream<'_>| Error::Fixture {
-        location: Location {
+        location: Box::new(Location {
             file: Some(stream.file().to_string()),
             table: Some(table.key.clone()),
             ..Default::default()
-        },
+        }),
         message: format!("rows from index {first_index} on were rejected: {batch_message}"),
     };
     if stream.restart().is_err() {
@@ -515,7 +560,15 @@ fn locate(
         };
         stream.hold();
         let r = conn.transaction(TxMode::ReadWrite, |conn| {
-            run_batch(conn, plan, stream, cols, path, Some(1), &crate::progress::NoProgress)
+            run_batch(
+                conn,
+                plan,
+                stream,
+                cols,
+                path,
+                Some(1),
+                &crate::progress::NoProgress,
+            )
         });
         match r {
             Ok(b) if b.rows == 0 => return fallback(stream),
@@ -533,7 +586,11 @@ fn locate(
 
 /// Which column a server message is about: named in the message, or the one holding the value
 /// quoted in an "invalid input syntax" message.
-fn guess_column(table: &Table, row: &crate::format::reader::RawRow, message: &str) -> Option<String> {
+fn guess_column(
+    table: &Table,
+    row: &crate::format::reader::RawRow,
+    message: &str,
+) -> Option<String> {
     let fields = row.fields().ok()?;
     if let Some(start) = message.find("column \"") {
         let rest = &message[start + 8..];
@@ -544,7 +601,9 @@ fn guess_column(table: &Table, row: &crate::format::reader::RawRow, message: &st
             }
         }
     }
-    let quoted = message.rsplit_once(": \"").map(|(_, v)| v.trim_end_matches('"'))?;
+    let quoted = message
+        .rsplit_once(": \"")
+        .map(|(_, v)| v.trim_end_matches('"'))?;
     fields
         .iter()
         .find(|(_, v)| {

@@ -73,9 +73,15 @@ impl<'a> RowStream<'a> {
     }
 
     /// An error located at `row` (and `column` when known).
-    pub(crate) fn error(&self, table: &Table, row: &RawRow, column: Option<&str>, message: String) -> Error {
+    pub(crate) fn error(
+        &self,
+        table: &Table,
+        row: &RawRow,
+        column: Option<&str>,
+        message: String,
+    ) -> Error {
         Error::Fixture {
-            location: Location {
+            location: Box::new(Location {
                 file: Some(self.input.name.clone()),
                 line: Some(row.line),
                 column_no: None,
@@ -83,7 +89,7 @@ impl<'a> RowStream<'a> {
                 row: Some(row.index),
                 key: row_key(table, row),
                 column: column.map(str::to_owned),
-            },
+            }),
             message,
         }
     }

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 fn unsupported<T>() -> Result<T> {
-    Err(Error::Invalid("loading into SQLite is not supported yet".into()))
+    Err(Error::Invalid(
+        "loading into SQLite is not supported yet".into(),
+    ))
 }
 
 pub(super) fn prepare(_conn: &mut Connection) -> Result<()> {
@@ -23,7 +25,11 @@ pub(super) fn database_name(_conn: &mut Connection) -> Result<String> {
 pub(super) fn is_empty(_conn: &mut Connection, _table: &Table) -> Result<bool> {
     unsupported()
 }
-pub(super) fn empty_tables(_conn: &mut Connection, _catalog: &Catalog, _tables: &[usize]) -> Result<()> {
+pub(super) fn empty_tables(
+    _conn: &mut Connection,
+    _catalog: &Catalog,
+    _tables: &[usize],
+) -> Result<()> {
     unsupported()
 }
 pub(super) fn apply_fixup(_conn: &mut Connection, _catalog: &Catalog, _f: &Fixup) -> Result<()> {

@@ -225,7 +225,9 @@ pub(crate) fn realign(
             sequence: bad.sequence.clone(),
             message: format!(
                 "no next value past {} fits between MINVALUE and MAXVALUE (feeds {})",
-                bad.column_extreme.map(|v| v.to_string()).unwrap_or_default(),
+                bad.column_extreme
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
                 bad.feeds.join(", ")
             ),
         });
@@ -235,8 +237,11 @@ pub(crate) fn realign(
     for (state, &s) in before.iter().zip(sequences) {
         let mut target = state.target.expect("checked above");
         if never_rewind {
-            let forward = |a: i128, b: i128| if state.increment > 0 { a.max(b) } else { a.min(b) };
-            target = forward(target, state.next_value);
+            target = if state.increment > 0 {
+                target.max(state.next_value)
+            } else {
+                target.min(state.next_value)
+            };
         }
         if target != state.next_value {
             changes.push(Change {
@@ -397,14 +402,26 @@ mod tests {
         let asc = seq(1, 1, 1, i64::MAX as i128);
         assert_eq!(target_for(&asc, None), Some(1));
         assert_eq!(target_for(&asc, Some(41)), Some(42));
-        assert_eq!(target_for(&asc, Some(-5)), Some(1), "clamped up to MINVALUE");
+        assert_eq!(
+            target_for(&asc, Some(-5)),
+            Some(1),
+            "clamped up to MINVALUE"
+        );
         let by10 = seq(100, 10, 1, 1000);
-        assert_eq!(target_for(&by10, Some(995)), None, "past MAXVALUE is exhausted");
+        assert_eq!(
+            target_for(&by10, Some(995)),
+            None,
+            "past MAXVALUE is exhausted"
+        );
         assert_eq!(target_for(&by10, Some(990)), Some(1000));
         let desc = seq(-1, -1, -1000, -1);
         assert_eq!(target_for(&desc, None), Some(-1));
         assert_eq!(target_for(&desc, Some(-50)), Some(-51));
-        assert_eq!(target_for(&desc, Some(7)), Some(-1), "clamped down to MAXVALUE");
+        assert_eq!(
+            target_for(&desc, Some(7)),
+            Some(-1),
+            "clamped down to MAXVALUE"
+        );
         assert_eq!(target_for(&desc, Some(-1000)), None);
     }
 }

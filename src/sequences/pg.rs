@@ -9,7 +9,10 @@ use crate::error::Result;
 
 pub(super) fn lock_sql(tables: &[&QualifiedName]) -> String {
     let list: Vec<String> = tables.iter().map(|t| t.sql()).collect();
-    format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE;", list.join(", "))
+    format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE;",
+        list.join(", ")
+    )
 }
 
 #[derive(Deserialize)]
@@ -116,13 +119,20 @@ pub(super) fn setval_args(seq: &Sequence, target: i128) -> (i128, bool) {
 }
 
 /// Moves the sequences in one statement.
-pub(super) fn apply(conn: &mut Connection, catalog: &Catalog, moves: &[(usize, i128)]) -> Result<()> {
+pub(super) fn apply(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    moves: &[(usize, i128)],
+) -> Result<()> {
     let values: Vec<String> = moves
         .iter()
         .map(|&(s, target)| {
             let seq = &catalog.sequences[s];
             let (v, called) = setval_args(seq, target);
-            format!("({}::regclass, {v}::int8, {called})", quote_literal(&seq.name.sql()))
+            format!(
+                "({}::regclass, {v}::int8, {called})",
+                quote_literal(&seq.name.sql())
+            )
         })
         .collect();
     conn.execute(&format!(

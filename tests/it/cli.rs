@@ -9,7 +9,9 @@ use crate::support::{cmd, TestDb};
 /// `<table>_id_seq`, which proves the binary reached this very database.
 fn behind_db(table: &str) -> TestDb {
     let db = TestDb::new(table);
-    db.sql(&format!("CREATE TABLE {table} (id serial PRIMARY KEY); INSERT INTO {table} VALUES (3);"));
+    db.sql(&format!(
+        "CREATE TABLE {table} (id serial PRIMARY KEY); INSERT INTO {table} VALUES (3);"
+    ));
     db
 }
 
@@ -32,14 +34,22 @@ fn database_url_accepted_before_and_after_the_subcommand() {
     ] {
         let out = cmd().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        assert!(stdout(&out).contains("url_position_id_seq"), "{args:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("url_position_id_seq"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
     }
     let out = cmd()
         .args(["reset-sequences", "--check", "--database-url", &url])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("url_position_id_seq"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("url_position_id_seq"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -52,19 +62,39 @@ fn database_url_from_the_environment() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("url_env_id_seq"), "{}", stderr(&out));
-    cmd().env("DATABASE_URL", db.url()).arg("reset-sequences").assert().success();
-    assert_eq!(db.query_scalar("SELECT nextval('url_env_id_seq')").as_deref(), Some("4"));
+    cmd()
+        .env("DATABASE_URL", db.url())
+        .arg("reset-sequences")
+        .assert()
+        .success();
+    assert_eq!(
+        db.query_scalar("SELECT nextval('url_env_id_seq')")
+            .as_deref(),
+        Some("4")
+    );
 }
 
 #[test]
 fn database_url_from_a_dotenv_file_in_the_working_directory() {
     let from_file = behind_db("url_dotenv");
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join(".env"), format!("# test\nDATABASE_URL={}\n", from_file.url())).unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        format!("# test\nDATABASE_URL={}\n", from_file.url()),
+    )
+    .unwrap();
 
-    let out = cmd().current_dir(dir.path()).arg("sequences").output().unwrap();
+    let out = cmd()
+        .current_dir(dir.path())
+        .arg("sequences")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("url_dotenv_id_seq"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("url_dotenv_id_seq"),
+        "{}",
+        stdout(&out)
+    );
 
     // A real environment variable wins over the file.
     let from_env = behind_db("url_env_wins");
@@ -75,8 +105,16 @@ fn database_url_from_a_dotenv_file_in_the_working_directory() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("url_env_wins_id_seq"), "{}", stdout(&out));
-    assert!(!stdout(&out).contains("url_dotenv_id_seq"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("url_env_wins_id_seq"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains("url_dotenv_id_seq"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -108,22 +146,32 @@ fn password_never_appears_in_output() {
         }),
         ("env", {
             let mut c = cmd();
-            c.env("DATABASE_URL", URL).args(["reset-sequences", "--check", "--verbose"]);
+            c.env("DATABASE_URL", URL)
+                .args(["reset-sequences", "--check", "--verbose"]);
             c
         }),
         (".env", {
             let mut c = cmd();
-            c.current_dir(dir.path()).args(["reset-sequences", "--dry-run"]);
+            c.current_dir(dir.path())
+                .args(["reset-sequences", "--dry-run"]);
             c
         }),
         ("query parameter", {
             let mut c = cmd();
-            c.args(["sequences", "--database-url", "postgres://postgres@127.0.0.1:1/x?password=S3cretPw"]);
+            c.args([
+                "sequences",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x?password=S3cretPw",
+            ]);
             c
         }),
         ("percent-encoded", {
             let mut c = cmd();
-            c.args(["sequences", "--database-url", "postgres://postgres:S3cretPw%21@127.0.0.1:1/x"]);
+            c.args([
+                "sequences",
+                "--database-url",
+                "postgres://postgres:S3cretPw%21@127.0.0.1:1/x",
+            ]);
             c
         }),
     ];
@@ -135,7 +183,10 @@ fn password_never_appears_in_output() {
             se.starts_with("error: cannot connect to database \"x\" on 127.0.0.1:1: "),
             "{how}: {se}"
         );
-        assert!(!so.contains("S3cretPw") && !se.contains("S3cretPw"), "{how}: {so}{se}");
+        assert!(
+            !so.contains("S3cretPw") && !se.contains("S3cretPw"),
+            "{how}: {so}{se}"
+        );
     }
 }
 
@@ -143,7 +194,10 @@ fn password_never_appears_in_output() {
 fn version() {
     let out = cmd().arg("--version").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stdout(&out), format!("dbfixtures {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out),
+        format!("dbfixtures {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -155,10 +209,21 @@ fn quiet_silences_messages_but_not_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
-    assert_eq!(db.query_scalar("INSERT INTO quiet DEFAULT VALUES RETURNING id").as_deref(), Some("4"));
+    assert_eq!(
+        db.query_scalar("INSERT INTO quiet DEFAULT VALUES RETURNING id")
+            .as_deref(),
+        Some("4")
+    );
 
     let out = cmd()
-        .args(["reset-sequences", "-q", "--table", "nope", "--database-url", &db.url()])
+        .args([
+            "reset-sequences",
+            "-q",
+            "--table",
+            "nope",
+            "--database-url",
+            &db.url(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -54,8 +54,11 @@ fn reset(db: &TestDb, args: &[&str]) -> Out {
 
 /// Runs `sql` (an INSERT ... RETURNING or a SELECT) and returns its integer result.
 fn int(db: &TestDb, sql: &str) -> i64 {
-    let v = db.query_scalar(sql).unwrap_or_else(|| panic!("no value from {sql}"));
-    v.parse().unwrap_or_else(|e| panic!("{sql} returned {v:?}: {e}"))
+    let v = db
+        .query_scalar(sql)
+        .unwrap_or_else(|| panic!("no value from {sql}"));
+    v.parse()
+        .unwrap_or_else(|e| panic!("{sql} returned {v:?}: {e}"))
 }
 
 /// `sequences --json`, parsed, as sequence name → its JSON object.
@@ -64,7 +67,12 @@ fn sequences_json(db: &TestDb) -> BTreeMap<String, Value> {
     assert_eq!(out.code, 0, "{out:#?}");
     let list: Vec<Value> = serde_json::from_str(&out.stdout).expect("sequences --json is JSON");
     list.into_iter()
-        .map(|s| (s["sequence"].as_str().expect("sequence name").to_string(), s))
+        .map(|s| {
+            (
+                s["sequence"].as_str().expect("sequence name").to_string(),
+                s,
+            )
+        })
         .collect()
 }
 
@@ -76,7 +84,10 @@ fn statuses(db: &TestDb) -> BTreeMap<String, String> {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -92,10 +103,22 @@ fn serial_bigserial_smallserial() {
     );
     let out = reset(&db, &[]);
     assert!(out.stderr.contains("s4_id_seq (s4.id): 1 → 42"), "{out:#?}");
-    assert!(out.stderr.contains("Checked 3 sequences, moved 3."), "{out:#?}");
-    assert_eq!(int(&db, "INSERT INTO s4 (v) VALUES ('app') RETURNING id"), 42);
-    assert_eq!(int(&db, "INSERT INTO s8 (v) VALUES ('app') RETURNING id"), 9000000001);
-    assert_eq!(int(&db, "INSERT INTO s2 (v) VALUES ('app') RETURNING id"), 32001);
+    assert!(
+        out.stderr.contains("Checked 3 sequences, moved 3."),
+        "{out:#?}"
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO s4 (v) VALUES ('app') RETURNING id"),
+        42
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO s8 (v) VALUES ('app') RETURNING id"),
+        9000000001
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO s2 (v) VALUES ('app') RETURNING id"),
+        32001
+    );
 }
 
 #[test]
@@ -110,9 +133,18 @@ fn identity_always_and_by_default_with_custom_start_and_increment() {
          INSERT INTO ib (id) VALUES (5), (10), (42);",
     );
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO ia (v) VALUES ('app') RETURNING id"), 260);
-    assert_eq!(int(&db, "INSERT INTO ia (v) VALUES ('app') RETURNING id"), 270);
-    assert_eq!(int(&db, "INSERT INTO ib (v) VALUES ('app') RETURNING id"), 47);
+    assert_eq!(
+        int(&db, "INSERT INTO ia (v) VALUES ('app') RETURNING id"),
+        260
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO ia (v) VALUES ('app') RETURNING id"),
+        270
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO ib (v) VALUES ('app') RETURNING id"),
+        47
+    );
 }
 
 #[test]
@@ -149,20 +181,38 @@ fn shared_sequence_takes_the_extreme_across_tables_even_with_table_filter() {
          INSERT INTO unrelated (id) VALUES (5);",
     );
     let json = sequences_json(&db);
-    assert_eq!(json["shared_seq"]["feeds"], serde_json::json!(["a.id", "b.id"]));
+    assert_eq!(
+        json["shared_seq"]["feeds"],
+        serde_json::json!(["a.id", "b.id"])
+    );
 
     // Asked for `a` only: the extreme still comes from `b` (30), and `unrelated` is left alone.
     let out = reset(&db, &["--table", "a"]);
-    assert!(out.stderr.contains("Checked 1 sequences, moved 1."), "{out:#?}");
-    assert_eq!(int(&db, "INSERT INTO a (v) VALUES ('app') RETURNING id"), 31);
+    assert!(
+        out.stderr.contains("Checked 1 sequences, moved 1."),
+        "{out:#?}"
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO a (v) VALUES ('app') RETURNING id"),
+        31
+    );
     assert_eq!(statuses(&db)["unrelated_id_seq"], "behind");
 
     db.sql("INSERT INTO b (id) VALUES (100)");
     reset(&db, &["--table", "a"]);
-    assert_eq!(int(&db, "INSERT INTO a (v) VALUES ('app') RETURNING id"), 101);
+    assert_eq!(
+        int(&db, "INSERT INTO a (v) VALUES ('app') RETURNING id"),
+        101
+    );
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO b (v) VALUES ('app') RETURNING id"), 102);
-    assert_eq!(int(&db, "INSERT INTO unrelated DEFAULT VALUES RETURNING id"), 6);
+    assert_eq!(
+        int(&db, "INSERT INTO b (v) VALUES ('app') RETURNING id"),
+        102
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO unrelated DEFAULT VALUES RETURNING id"),
+        6
+    );
 }
 
 #[test]
@@ -173,7 +223,13 @@ fn sequence_on_a_non_primary_key_column() {
          INSERT INTO tickets VALUES ('a', 4), ('b', 17), ('c', 2);",
     );
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO tickets (code) VALUES ('d') RETURNING number"), 18);
+    assert_eq!(
+        int(
+            &db,
+            "INSERT INTO tickets (code) VALUES ('d') RETURNING number"
+        ),
+        18
+    );
 }
 
 #[test]
@@ -192,12 +248,28 @@ fn descending_sequences() {
     );
     assert_eq!(
         statuses(&db),
-        map(&[("down3_id_seq", "behind"), ("down_empty_id_seq", "ahead"), ("down_seq", "behind")])
+        map(&[
+            ("down3_id_seq", "behind"),
+            ("down_empty_id_seq", "ahead"),
+            ("down_seq", "behind")
+        ])
     );
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO down (v) VALUES ('app') RETURNING id"), -51);
-    assert_eq!(int(&db, "INSERT INTO down3 (v) VALUES ('app') RETURNING id"), -103);
-    assert_eq!(int(&db, "INSERT INTO down_empty (v) VALUES ('app') RETURNING id"), -5);
+    assert_eq!(
+        int(&db, "INSERT INTO down (v) VALUES ('app') RETURNING id"),
+        -51
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO down3 (v) VALUES ('app') RETURNING id"),
+        -103
+    );
+    assert_eq!(
+        int(
+            &db,
+            "INSERT INTO down_empty (v) VALUES ('app') RETURNING id"
+        ),
+        -5
+    );
 }
 
 #[test]
@@ -213,8 +285,15 @@ fn tables_in_several_schemas() {
          INSERT INTO hr.staff VALUES (7);",
     );
     let out = reset(&db, &["--table", "sales.orders"]);
-    assert!(out.stderr.contains("sales.orders_id_seq (sales.orders.id): 1 → 51"), "{out:#?}");
-    assert!(out.stderr.contains("Checked 1 sequences, moved 1."), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("sales.orders_id_seq (sales.orders.id): 1 → 51"),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr.contains("Checked 1 sequences, moved 1."),
+        "{out:#?}"
+    );
     assert_eq!(
         statuses(&db),
         map(&[
@@ -223,12 +302,24 @@ fn tables_in_several_schemas() {
             ("sales.orders_id_seq", "ok")
         ])
     );
-    assert_eq!(int(&db, "INSERT INTO sales.orders DEFAULT VALUES RETURNING id"), 51);
+    assert_eq!(
+        int(&db, "INSERT INTO sales.orders DEFAULT VALUES RETURNING id"),
+        51
+    );
 
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO public.orders DEFAULT VALUES RETURNING id"), 4);
-    assert_eq!(int(&db, "INSERT INTO sales.orders DEFAULT VALUES RETURNING id"), 52);
-    assert_eq!(int(&db, "INSERT INTO hr.staff DEFAULT VALUES RETURNING id"), 8);
+    assert_eq!(
+        int(&db, "INSERT INTO public.orders DEFAULT VALUES RETURNING id"),
+        4
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO sales.orders DEFAULT VALUES RETURNING id"),
+        52
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO hr.staff DEFAULT VALUES RETURNING id"),
+        8
+    );
 }
 
 #[test]
@@ -251,9 +342,15 @@ fn quoted_mixed_case_and_hostile_names() {
     ));
     let hostile_key = r#""x""; DROP TABLE y; --"."x""; DROP TABLE y; --""#;
     let out = reset(&db, &["--table", hostile_key]);
-    assert!(out.stderr.contains("Checked 1 sequences, moved 1."), "{out:#?}");
+    assert!(
+        out.stderr.contains("Checked 1 sequences, moved 1."),
+        "{out:#?}"
+    );
     assert_eq!(
-        int(&db, &format!("INSERT INTO {HOSTILE}.{HOSTILE} (v) VALUES ('app') RETURNING id")),
+        int(
+            &db,
+            &format!("INSERT INTO {HOSTILE}.{HOSTILE} (v) VALUES ('app') RETURNING id")
+        ),
         6
     );
     assert_eq!(
@@ -261,24 +358,49 @@ fn quoted_mixed_case_and_hostile_names() {
         map(&[
             ("My Schema.Weird Table_Id Col_seq", "behind"),
             ("MixedCase_ID_seq", "behind"),
-            (r#""x""; DROP TABLE y; --"."x""; DROP TABLE y; --_id_seq""#, "ok"),
+            (
+                r#""x""; DROP TABLE y; --"."x""; DROP TABLE y; --_id_seq""#,
+                "ok"
+            ),
             (r#""x""; DROP TABLE y; --_id_seq""#, "behind"),
         ])
     );
 
     // The dry-run statements are valid SQL that does exactly the reset.
     let out = reset(&db, &["--dry-run"]);
-    assert_eq!(out.stdout.lines().filter(|l| l.starts_with("SELECT setval(")).count(), 3);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("SELECT setval("))
+            .count(),
+        3
+    );
     db.sql(&format!("BEGIN;\n{}\nCOMMIT;", out.stdout));
-    assert!(statuses(&db).values().all(|s| s == "ok"), "{:?}", statuses(&db));
+    assert!(
+        statuses(&db).values().all(|s| s == "ok"),
+        "{:?}",
+        statuses(&db)
+    );
 
     assert_eq!(
-        int(&db, r#"INSERT INTO "My Schema"."Weird Table" (v) VALUES ('app') RETURNING "Id Col""#),
+        int(
+            &db,
+            r#"INSERT INTO "My Schema"."Weird Table" (v) VALUES ('app') RETURNING "Id Col""#
+        ),
         13
     );
-    assert_eq!(int(&db, r#"INSERT INTO "MixedCase" (v) VALUES ('app') RETURNING "ID""#), 34);
     assert_eq!(
-        int(&db, &format!("INSERT INTO public.{HOSTILE} (v) VALUES ('app') RETURNING id")),
+        int(
+            &db,
+            r#"INSERT INTO "MixedCase" (v) VALUES ('app') RETURNING "ID""#
+        ),
+        34
+    );
+    assert_eq!(
+        int(
+            &db,
+            &format!("INSERT INTO public.{HOSTILE} (v) VALUES ('app') RETURNING id")
+        ),
         10
     );
     reset(&db, &[]);
@@ -308,13 +430,28 @@ fn partitioned_table_is_one_table_with_one_sequence() {
 
     let json = sequences_json(&db);
     assert_eq!(json.keys().collect::<Vec<_>>(), ["events_id_seq"]);
-    assert_eq!(json["events_id_seq"]["feeds"], serde_json::json!(["events.id"]));
+    assert_eq!(
+        json["events_id_seq"]["feeds"],
+        serde_json::json!(["events.id"])
+    );
     assert_eq!(json["events_id_seq"]["column_extreme"], 70);
     assert_eq!(json["events_id_seq"]["status"], "behind");
 
     reset(&db, &[]);
-    assert_eq!(int(&db, "INSERT INTO events (region) VALUES ('eu') RETURNING id"), 71);
-    assert_eq!(int(&db, "INSERT INTO events (region) VALUES ('us') RETURNING id"), 72);
+    assert_eq!(
+        int(
+            &db,
+            "INSERT INTO events (region) VALUES ('eu') RETURNING id"
+        ),
+        71
+    );
+    assert_eq!(
+        int(
+            &db,
+            "INSERT INTO events (region) VALUES ('us') RETURNING id"
+        ),
+        72
+    );
 }
 
 #[test]
@@ -335,14 +472,34 @@ fn empty_tables_get_start() {
     );
     assert_eq!(
         statuses(&db),
-        map(&[("e1_id_seq", "ahead"), ("e2_id_seq", "ahead"), ("e3_id_seq", "ahead"), ("e4_id_seq", "ok")])
+        map(&[
+            ("e1_id_seq", "ahead"),
+            ("e2_id_seq", "ahead"),
+            ("e3_id_seq", "ahead"),
+            ("e4_id_seq", "ok")
+        ])
     );
     let out = reset(&db, &[]);
-    assert!(out.stderr.contains("Checked 4 sequences, moved 3."), "{out:#?}");
-    assert_eq!(int(&db, "INSERT INTO e1 (v) VALUES ('app') RETURNING id"), 1);
-    assert_eq!(int(&db, "INSERT INTO e2 (v) VALUES ('app') RETURNING id"), 1000);
-    assert_eq!(int(&db, "INSERT INTO e3 (v) VALUES ('app') RETURNING id"), 50);
-    assert_eq!(int(&db, "INSERT INTO e4 (v) VALUES ('app') RETURNING id"), 1);
+    assert!(
+        out.stderr.contains("Checked 4 sequences, moved 3."),
+        "{out:#?}"
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO e1 (v) VALUES ('app') RETURNING id"),
+        1
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO e2 (v) VALUES ('app') RETURNING id"),
+        1000
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO e3 (v) VALUES ('app') RETURNING id"),
+        50
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO e4 (v) VALUES ('app') RETURNING id"),
+        1
+    );
 }
 
 const AHEAD_AND_BEHIND: &str = "
@@ -357,9 +514,18 @@ fn never_rewind_keeps_a_sequence_that_is_ahead() {
     let db = TestDb::new("never_rewind");
     db.sql(AHEAD_AND_BEHIND);
     let out = reset(&db, &["--never-rewind"]);
-    assert!(out.stderr.contains("Checked 2 sequences, moved 1."), "{out:#?}");
-    assert_eq!(int(&db, "INSERT INTO ahead (v) VALUES ('app') RETURNING id"), 100);
-    assert_eq!(int(&db, "INSERT INTO behind (v) VALUES ('app') RETURNING id"), 6);
+    assert!(
+        out.stderr.contains("Checked 2 sequences, moved 1."),
+        "{out:#?}"
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO ahead (v) VALUES ('app') RETURNING id"),
+        100
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO behind (v) VALUES ('app') RETURNING id"),
+        6
+    );
 }
 
 #[test]
@@ -367,9 +533,18 @@ fn default_realigns_exactly_moving_an_ahead_sequence_back() {
     let db = TestDb::new("exact_realign");
     db.sql(AHEAD_AND_BEHIND);
     let out = reset(&db, &[]);
-    assert!(out.stderr.contains("ahead_id_seq (ahead.id): 100 → 11"), "{out:#?}");
-    assert_eq!(int(&db, "INSERT INTO ahead (v) VALUES ('app') RETURNING id"), 11);
-    assert_eq!(int(&db, "INSERT INTO behind (v) VALUES ('app') RETURNING id"), 6);
+    assert!(
+        out.stderr.contains("ahead_id_seq (ahead.id): 100 → 11"),
+        "{out:#?}"
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO ahead (v) VALUES ('app') RETURNING id"),
+        11
+    );
+    assert_eq!(
+        int(&db, "INSERT INTO behind (v) VALUES ('app') RETURNING id"),
+        6
+    );
 }
 
 #[test]
@@ -383,14 +558,23 @@ fn exhausted_sequence_is_an_error_and_moves_nothing() {
          CREATE TABLE other (id serial PRIMARY KEY);
          INSERT INTO other VALUES (1), (2), (3);",
     );
-    assert_eq!(statuses(&db), map(&[("other_id_seq", "behind"), ("tiny_seq", "exhausted")]));
+    assert_eq!(
+        statuses(&db),
+        map(&[("other_id_seq", "behind"), ("tiny_seq", "exhausted")])
+    );
     let out = dbf(&db, &["reset-sequences"]);
     assert_eq!(out.code, 2, "{out:#?}");
-    assert!(out.stderr.starts_with("error: sequence tiny_seq: "), "{out:#?}");
+    assert!(
+        out.stderr.starts_with("error: sequence tiny_seq: "),
+        "{out:#?}"
+    );
     assert!(out.stderr.contains("MAXVALUE"), "{out:#?}");
     let out = dbf(&db, &["reset-sequences", "--check"]);
     assert_eq!(out.code, 1, "{out:#?}");
-    assert!(out.stderr.contains("tiny_seq (tiny.id): next value 51"), "{out:#?}");
+    assert!(
+        out.stderr.contains("tiny_seq (tiny.id): next value 51"),
+        "{out:#?}"
+    );
     // Nothing moved, not even the sequence that could have been realigned.
     assert_eq!(int(&db, "SELECT nextval('tiny_seq')"), 51);
     assert_eq!(int(&db, "SELECT nextval('other_id_seq')"), 1);
@@ -405,7 +589,11 @@ fn unknown_table_is_an_error_naming_it() {
     assert_eq!(out.stderr, "error: unknown table nosuchtable\n");
     let out = dbf(&db, &["reset-sequences", "--table", "Orders"]);
     assert_eq!(out.code, 2, "{out:#?}");
-    assert!(out.stderr.contains("unknown table Orders (did you mean orders?)"), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("unknown table Orders (did you mean orders?)"),
+        "{out:#?}"
+    );
     let out = dbf(&db, &["sequences", "--table", "nosuchtable"]);
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(out.stderr.contains("unknown table nosuchtable"), "{out:#?}");
@@ -438,7 +626,10 @@ fn check_exits_1_listing_behind_sequences_then_0_after_reset() {
     let out = dbf(&db, &["reset-sequences", "--check"]);
     assert_eq!(out.code, 0, "{out:#?}");
     assert_eq!(out.stderr, "All 3 sequences are safe.\n");
-    assert_eq!(int(&db, "INSERT INTO behind DEFAULT VALUES RETURNING id"), 6);
+    assert_eq!(
+        int(&db, "INSERT INTO behind DEFAULT VALUES RETURNING id"),
+        6
+    );
 }
 
 #[test]
@@ -453,7 +644,10 @@ fn dry_run_prints_setval_statements_and_changes_nothing() {
     );
     let out = reset(&db, &["--dry-run"]);
     insta::assert_snapshot!("dry_run_stdout", out.stdout);
-    assert!(out.stderr.contains("Checked 3 sequences, would move 2."), "{out:#?}");
+    assert!(
+        out.stderr.contains("Checked 3 sequences, would move 2."),
+        "{out:#?}"
+    );
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 1);
     assert_eq!(int(&db, "SELECT nextval('t_id_seq')"), 1);
     assert_eq!(int(&db, "SELECT nextval('u_id_seq')"), 1);
@@ -474,8 +668,7 @@ fn verbose_lists_unchanged_sequences() {
     db.sql("INSERT INTO behind VALUES (6)");
     let out = reset(&db, &[]);
     assert_eq!(
-        out.stderr,
-        "behind_id_seq (behind.id): 6 → 7\nChecked 2 sequences, moved 1.\n",
+        out.stderr, "behind_id_seq (behind.id): 6 → 7\nChecked 2 sequences, moved 1.\n",
         "without --verbose unchanged sequences are not listed"
     );
     let out = reset(&db, &["--quiet"]);
@@ -561,26 +754,53 @@ fn demo_schema_application_inserts_succeed_after_reset() {
     let json = sequences_json(&db);
     let feeds: HashSet<String> = json
         .values()
-        .flat_map(|s| s["feeds"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()))
+        .flat_map(|s| {
+            s["feeds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+        })
         .collect();
-    let expected: HashSet<String> =
-        ["users.id", "clients.id", "properties.id", "cleaning_jobs.id", "payments.id"]
-            .map(String::from)
-            .into();
+    let expected: HashSet<String> = [
+        "users.id",
+        "clients.id",
+        "properties.id",
+        "cleaning_jobs.id",
+        "payments.id",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(feeds, expected);
     let mut conn = db.conn();
     let catalog = dbfixtures::catalog::Catalog::read(&mut conn).expect("catalog");
-    assert_eq!(catalog.tables.len(), expected.len(), "a demo table without a check here");
+    assert_eq!(
+        catalog.tables.len(),
+        expected.len(),
+        "a demo table without a check here"
+    );
     assert!(json.values().all(|s| s["status"] == "behind"), "{json:#?}");
 
     reset(&db, &[]);
     assert_eq!(
-        int(&db, "INSERT INTO users (email, full_name) VALUES ('cy@example.com', 'Cy') RETURNING id"),
+        int(
+            &db,
+            "INSERT INTO users (email, full_name) VALUES ('cy@example.com', 'Cy') RETURNING id"
+        ),
         8
     );
-    assert_eq!(int(&db, "INSERT INTO clients (name) VALUES ('Gamma') RETURNING id"), 13);
     assert_eq!(
-        int(&db, "INSERT INTO properties (client_id, address) VALUES (13, '3 Hill Rd') RETURNING id"),
+        int(
+            &db,
+            "INSERT INTO clients (name) VALUES ('Gamma') RETURNING id"
+        ),
+        13
+    );
+    assert_eq!(
+        int(
+            &db,
+            "INSERT INTO properties (client_id, address) VALUES (13, '3 Hill Rd') RETURNING id"
+        ),
         21
     );
     assert_eq!(
@@ -592,7 +812,10 @@ fn demo_schema_application_inserts_succeed_after_reset() {
         102
     );
     assert_eq!(
-        int(&db, "INSERT INTO payments (job_id, amount, method) VALUES (102, 60, 'cash') RETURNING id"),
+        int(
+            &db,
+            "INSERT INTO payments (job_id, amount, method) VALUES (102, 60, 'cash') RETURNING id"
+        ),
         56
     );
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
@@ -658,7 +881,9 @@ fn reset_races_concurrent_inserters() {
                     "INSERT INTO t (id, source) SELECT coalesce(max(id), 0) + 1, 'bulk' FROM t",
                 ) {
                     Ok(()) => ok += 1,
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => dup += 1,
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        dup += 1
+                    }
                     Err(e) => panic!("bulk insert failed: {e}"),
                 }
             }
@@ -684,8 +909,9 @@ fn reset_races_concurrent_inserters() {
                     }
                     Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
                         // The id this insert drew: the session's last nextval.
-                        let got: Vec<Cur> =
-                            diesel::sql_query("SELECT currval('t_id_seq') AS v").load(&mut c).unwrap();
+                        let got: Vec<Cur> = diesel::sql_query("SELECT currval('t_id_seq') AS v")
+                            .load(&mut c)
+                            .unwrap();
                         let id = got[0].v;
                         if existed.contains(&id) {
                             st.faults.push(format!(
@@ -725,7 +951,11 @@ fn reset_races_concurrent_inserters() {
         "reset_races_concurrent_inserters: {resets} resets; application {app:?}; \
          bulk {bulk_ok} rows, {bulk_dup} duplicates"
     );
-    assert!(app.faults.is_empty(), "reset-sequences let inserts collide: {:#?}", app.faults);
+    assert!(
+        app.faults.is_empty(),
+        "reset-sequences let inserts collide: {:#?}",
+        app.faults
+    );
     // The race really happened.
     assert!(resets >= 10, "only {resets} resets ran");
     assert!(bulk_ok >= 10, "the loader inserted only {bulk_ok} rows");
@@ -735,7 +965,10 @@ fn reset_races_concurrent_inserters() {
     reset(&db, &[]);
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
     let max = int(&db, "SELECT max(id) FROM t");
-    assert_eq!(int(&db, "INSERT INTO t (source) VALUES ('app') RETURNING id"), max + 1);
+    assert_eq!(
+        int(&db, "INSERT INTO t (source) VALUES ('app') RETURNING id"),
+        max + 1
+    );
 }
 
 /// Not a timed test: prints how long realigning 1,000 tables takes, asserts correctness only.
@@ -759,16 +992,34 @@ fn realign_1000_tables_fast() {
     let out = reset(&db, &[]);
     let elapsed = start.elapsed();
     eprintln!("realign_1000_tables_fast: reset-sequences on {N} tables took {elapsed:?}");
-    assert!(out.stderr.contains(&format!("Checked {N} sequences, moved {N}.")), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("Checked {N} sequences, moved {N}.")),
+        "{}",
+        out.stderr
+    );
 
     let start = Instant::now();
     let out = dbf(&db, &["reset-sequences", "--check"]);
-    eprintln!("realign_1000_tables_fast: reset-sequences --check on {N} tables took {:?}", start.elapsed());
+    eprintln!(
+        "realign_1000_tables_fast: reset-sequences --check on {N} tables took {:?}",
+        start.elapsed()
+    );
     assert_eq!(out.code, 0, "{out:#?}");
 
     let all_aligned = (1..=N)
-        .map(|i| format!("SELECT nextval('bench_{i}_id_seq') = (SELECT max(id) + 1 FROM bench_{i}) AS ok"))
+        .map(|i| {
+            format!(
+                "SELECT nextval('bench_{i}_id_seq') = (SELECT max(id) + 1 FROM bench_{i}) AS ok"
+            )
+        })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    assert_eq!(int(&db, &format!("SELECT count(*) FROM ({all_aligned}) x WHERE ok")), N as i64);
+    assert_eq!(
+        int(
+            &db,
+            &format!("SELECT count(*) FROM ({all_aligned}) x WHERE ok")
+        ),
+        N as i64
+    );
 }

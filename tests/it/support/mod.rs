@@ -50,7 +50,13 @@ impl TestDb {
         let server = server();
         let clean: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(32)
             .collect();
         let db = format!(
@@ -301,7 +307,15 @@ fn throwaway_cluster() -> Result<String, String> {
         run(as_postgres(as_root, &bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]))?;
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]))?;
     }
     let mut last_error = String::new();
     // A free port can be taken between choosing it and the server binding it: retry.
@@ -331,7 +345,10 @@ fn throwaway_cluster() -> Result<String, String> {
             }
         }
     }
-    Err(format!("could not start PostgreSQL in {}: {last_error}", data.display()))
+    Err(format!(
+        "could not start PostgreSQL in {}: {last_error}",
+        data.display()
+    ))
 }
 
 fn pg_bin_dir() -> Result<PathBuf, String> {
