@@ -18,6 +18,7 @@ pub mod dump;
 pub mod error;
 pub mod format;
 pub mod load;
+pub mod migrate;
 pub mod order;
 pub mod progress;
 pub mod sequences;

@@ -99,6 +99,10 @@ pub struct LoadArgs {
     /// Allow --mode replace on a database whose name does not look like a dev/test one
     #[arg(long)]
     pub force: bool,
+    /// First apply pending diesel migrations (directory from diesel.toml), in the same
+    /// transaction; creates a missing SQLite database file
+    #[arg(long)]
+    pub migrate: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -174,7 +178,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             dump(&mut conn, a, &msg)
         }
         Command::Load(a) => {
-            let mut conn = Connection::open(&url, false)?;
+            let mut conn = Connection::open(&url, a.migrate)?;
             load(&mut conn, a, &msg)
         }
         Command::ResetSequences(a) => {
@@ -251,6 +255,7 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         },
         dry_run: a.dry_run,
         force: a.force,
+        migrate: a.migrate,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
@@ -259,6 +264,9 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
     };
     let started = Instant::now();
     let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
+    for m in &report.migrations {
+        msg.say(format!("  applied migration {m}"));
+    }
     for change in &report.sequences.changes {
         msg.say(format!(
             "  sequence {}: {} → {}",

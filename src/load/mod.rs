@@ -53,6 +53,8 @@ pub struct LoadOptions {
     pub dry_run: bool,
     /// Allow `replace` on a database whose name does not look like a dev/test one.
     pub force: bool,
+    /// Apply pending diesel migrations first, in the same transaction.
+    pub migrate: bool,
 }
 
 /// Per-table outcome.
@@ -67,6 +69,8 @@ pub struct TableCounts {
 
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
+    /// Migrations applied by `migrate`.
+    pub migrations: Vec<String>,
     pub files: usize,
     pub tables: Vec<TableCounts>,
     pub sequences: ResetReport,
@@ -163,6 +167,11 @@ fn load_in_transaction(
     opts: &LoadOptions,
     progress: &dyn Progress,
 ) -> Result<LoadReport> {
+    let migrations = if opts.migrate {
+        crate::migrate::run_pending(conn)?
+    } else {
+        Vec::new()
+    };
     let catalog = Catalog::read(conn)?;
     // Resolve every key; collect the tables in first-seen order.
     let mut tables: Vec<usize> = Vec::new();
@@ -200,6 +209,7 @@ fn load_in_transaction(
     }
 
     let mut report = LoadReport {
+        migrations,
         files: inputs.len(),
         ..Default::default()
     };

@@ -4,4 +4,7 @@
 mod support;
 
 mod cli;
+mod dump;
+mod load;
 mod sequences;
+mod sqlite;
