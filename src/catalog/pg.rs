@@ -52,7 +52,7 @@ fn tables_sql() -> String {
               coalesce((SELECT sum(greatest(pc.reltuples, 0)) FROM pg_partition_tree(c.oid) pt
                         JOIN pg_class pc ON pc.oid = pt.relid WHERE pt.isleaf), 0)
               ELSE greatest(c.reltuples, 0) END::float8 AS estimated_rows,
-         (SELECT json_agg(json_build_object(
+         coalesce((SELECT json_agg(json_build_object(
                     'name', a.attname,
                     'type', format_type(a.atttypid, a.atttypmod),
                     'kind', {VALUE_KIND},
@@ -68,7 +68,7 @@ fn tables_sql() -> String {
             CROSS JOIN LATERAL (SELECT coalesce(d2, d1, ty) AS b) base
             CROSS JOIN LATERAL (SELECT (base.b).*) bt
             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
          coalesce((SELECT json_agg(a.attname ORDER BY k.ord)
             FROM pg_constraint pk
             CROSS JOIN LATERAL unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
@@ -128,24 +128,30 @@ fn sequences_sql() -> String {
       FROM pg_depend d
       JOIN pg_attrdef ad ON ad.oid = d.objid
      WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
+),
+-- grouped once, not a subquery per sequence (that scanned all of `uses` for each sequence)
+feeds AS (
+    SELECT u.seq, json_agg(json_build_object(
+               'table', json_build_object('schema', tn.nspname, 'name', tc.relname),
+               'column', a.attname) ORDER BY tn.nspname, tc.relname, a.attnum) AS feeds
+      FROM uses u
+      JOIN pg_sequence ps ON ps.seqrelid = u.seq
+      JOIN pg_class tc ON tc.oid = u.tbl
+      JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+      JOIN pg_attribute a ON a.attrelid = u.tbl AND a.attnum = u.attnum
+     WHERE tc.relkind IN ('r', 'p') AND NOT tc.relispartition
+     GROUP BY u.seq
 )
 SELECT json_agg(json_build_object(
     'name', json_build_object('schema', sn.nspname, 'name', sc.relname),
     'start', s.seqstart::text, 'increment', s.seqincrement::text,
     'min', s.seqmin::text, 'max', s.seqmax::text,
-    'feeds', coalesce((SELECT json_agg(json_build_object(
-                   'table', json_build_object('schema', tn.nspname, 'name', tc.relname),
-                   'column', a.attname) ORDER BY tn.nspname, tc.relname, a.attnum)
-                FROM uses u
-                JOIN pg_class tc ON tc.oid = u.tbl
-                JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                JOIN pg_attribute a ON a.attrelid = u.tbl AND a.attnum = u.attnum
-               WHERE u.seq = s.seqrelid AND tc.relkind IN ('r', 'p') AND NOT tc.relispartition),
-              '[]'::json))
+    'feeds', coalesce(f.feeds, '[]'::json))
   ORDER BY sn.nspname, sc.relname)::text AS j
   FROM pg_sequence s
   JOIN pg_class sc ON sc.oid = s.seqrelid
   JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+  LEFT JOIN feeds f ON f.seq = s.seqrelid
  WHERE EXISTS (SELECT 1 FROM uses u WHERE u.seq = s.seqrelid)"#
         .to_string()
 }

@@ -1,6 +1,7 @@
-//! PostgreSQL side of realignment: locking, reading sequence values and column extremes in one
-//! query each (a UNION ALL over all of them), and moving sequences with `setval`.
+//! PostgreSQL side of realignment: locking, reading sequence values and column extremes (UNION
+//! ALLs of [`CHUNK`] branches), and moving sequences with `setval`.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::backend::Connection;
@@ -13,6 +14,27 @@ pub(super) fn lock_sql(tables: &[&QualifiedName]) -> String {
         "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE;",
         list.join(", ")
     )
+}
+
+/// Branches per UNION ALL query. PostgreSQL's planning time grows with the square of the number
+/// of branches: for 1,000 sequences one query spends about 0.6 s in the planner, chunks of 50
+/// about 0.05 s in all. The chunks run in the caller's transaction (a snapshot for `inspect`,
+/// under the table locks for `realign`), so they read one consistent state.
+const CHUNK: usize = 50;
+
+/// Runs `SELECT json_agg(x) FROM (part UNION ALL part ...) x` over `parts`, [`CHUNK`] at a time,
+/// and concatenates the rows.
+fn union_all<T: DeserializeOwned>(conn: &mut Connection, parts: &[String]) -> Result<Vec<T>> {
+    let mut rows = Vec::with_capacity(parts.len());
+    for chunk in parts.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT json_agg(x)::text AS j FROM ({}) x",
+            chunk.join(" UNION ALL ")
+        );
+        let part: Option<Vec<T>> = conn.query_json(&sql)?;
+        rows.extend(part.unwrap_or_default());
+    }
+    Ok(rows)
 }
 
 #[derive(Deserialize)]
@@ -37,13 +59,9 @@ pub(super) fn current_values(
             )
         })
         .collect();
-    let sql = format!(
-        "SELECT json_agg(x)::text AS j FROM ({}) x",
-        parts.join(" UNION ALL ")
-    );
-    let rows: Option<Vec<Current>> = conn.query_json(&sql)?;
+    let rows: Vec<Current> = union_all(conn, &parts)?;
     let mut out = vec![(None, 0); seqs.len()];
-    for r in rows.unwrap_or_default() {
+    for r in rows {
         let last: i128 = r.last.parse().unwrap_or_default();
         out[r.i] = if r.called {
             (Some(last), last + seqs[r.i].increment)
@@ -85,13 +103,9 @@ pub(super) fn extremes(
             )
         })
         .collect();
-    let sql = format!(
-        "SELECT json_agg(x)::text AS j FROM ({}) x",
-        parts.join(" UNION ALL ")
-    );
-    let rows: Option<Vec<Extreme>> = conn.query_json(&sql)?;
+    let rows: Vec<Extreme> = union_all(conn, &parts)?;
     let parse = |v: Option<String>| v.and_then(|s| s.parse::<i128>().ok());
-    for r in rows.unwrap_or_default() {
+    for r in rows {
         let (max, min) = (parse(r.max), parse(r.min));
         let slot = &mut out[r.i];
         slot.0 = match (slot.0, max) {

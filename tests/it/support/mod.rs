@@ -164,10 +164,17 @@ impl Drop for TestDb {
 /// environment, so neither the developer's environment nor a `.env` file reaches a test unless
 /// the test sets it (`.env(..)`, `.current_dir(..)`). `--quiet` is not added.
 pub fn cmd() -> assert_cmd::Command {
-    static EMPTY: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let dir = EMPTY.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    static EMPTY: OnceLock<PathBuf> = OnceLock::new();
+    // A fixed directory (not a TempDir: statics are never dropped, so it would leak one per run).
+    // Not under the project: dotenvy looks for .env in every parent of the working directory.
+    let dir = EMPTY.get_or_init(|| {
+        let uid = current_uid().map_or_else(|| "x".to_string(), |u| u.to_string());
+        let d = std::env::temp_dir().join(format!("dbfixtures-test-cwd-{uid}"));
+        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        d
+    });
     let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_dbfixtures"));
-    c.env_remove("DATABASE_URL").current_dir(dir.path());
+    c.env_remove("DATABASE_URL").current_dir(dir);
     c
 }
 
@@ -255,7 +262,7 @@ fn admin_execute(admin_url: &str, sql: &str) -> Result<(), String> {
 }
 
 /// A diesel error with PostgreSQL's detail and hint.
-pub fn describe(e: &diesel::result::Error) -> String {
+fn describe(e: &diesel::result::Error) -> String {
     match e {
         diesel::result::Error::DatabaseError(_, info) => {
             let mut s = info.message().to_string();
