@@ -34,7 +34,8 @@ pub enum Status {
     /// Next value is safe but not the exact target (IDs were used and deleted, or it was set by
     /// hand).
     Ahead,
-    /// No valid next value exists within MINVALUE..MAXVALUE.
+    /// `nextval` fails now (the sequence reached MAXVALUE/MINVALUE), or no next value past the
+    /// data fits within MINVALUE..MAXVALUE.
     Exhausted,
 }
 
@@ -236,7 +237,10 @@ pub(crate) fn realign(
     let mut moves = Vec::new();
     for (state, &s) in before.iter().zip(sequences) {
         let mut target = state.target.expect("checked above");
-        if never_rewind {
+        // A sequence already past its bounds (nextval fails) is moved back even then.
+        let seq = &catalog.sequences[s];
+        let usable = (seq.min..=seq.max).contains(&state.next_value);
+        if never_rewind && usable {
             target = if state.increment > 0 {
                 target.max(state.next_value)
             } else {
@@ -255,6 +259,8 @@ pub(crate) fn realign(
     let mut statements: Vec<String> = Vec::new();
     if !moves.is_empty() {
         if let Some(sql) = lock_sql {
+            // LOCK only works inside a transaction block: the printed script is one.
+            statements.push("BEGIN;".into());
             statements.push(sql);
         }
         statements.extend(
@@ -262,6 +268,9 @@ pub(crate) fn realign(
                 .iter()
                 .map(|&(s, target)| display_move(conn.backend(), &catalog.sequences[s], target)),
         );
+        if conn.backend() == Backend::Postgres {
+            statements.push("COMMIT;".into());
+        }
         if !dry_run {
             match conn.backend() {
                 Backend::Postgres => pg::apply(conn, catalog, &moves)?,
@@ -319,8 +328,11 @@ fn states(
         let (max, min) = extremes[i];
         let extreme = if ascending { max } else { min };
         let target = target_for(seq, extreme);
+        let in_bounds = (seq.min..=seq.max).contains(&next_value);
         let status = match (target, extreme) {
             (None, _) => Status::Exhausted,
+            // nextval would fail: MAXVALUE (MINVALUE) was reached.
+            _ if !in_bounds => Status::Exhausted,
             (Some(t), _) if t == next_value => Status::Ok,
             (_, Some(e)) if (ascending && next_value <= e) || (!ascending && next_value >= e) => {
                 Status::Behind
