@@ -12,6 +12,7 @@
 mod pg;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -43,8 +44,20 @@ pub struct DumpSummary {
     pub bytes: u64,
 }
 
-/// Dumps the selected tables as one fixture document to `out`.
+/// Dumps the selected tables as one fixture document to `out` (buffered here: `out` sees large
+/// writes, never one per row).
 pub fn dump(
+    conn: &mut Connection,
+    opts: &DumpOptions,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<DumpSummary> {
+    let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, out);
+    dump_buffered(conn, opts, &mut buffered, progress)
+}
+
+/// [`dump`] to a writer that is already buffered.
+fn dump_buffered(
     conn: &mut Connection,
     opts: &DumpOptions,
     out: &mut dyn Write,
@@ -83,10 +96,25 @@ pub fn dump_to_dir(
             tables: tables.len(),
             ..Default::default()
         };
+        let ext = if gzip { "json.gz" } else { "json" };
+        let file_name = |t: usize| format!("{}.{ext}", file_stem(&catalog.tables[t].key));
+        // Two keys can make one file name (`a/b` and `a_b`): refuse rather than overwrite.
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for &t in &tables {
+            if let Some(&other) = names.get(&file_name(t)) {
+                return Err(Error::Invalid(format!(
+                    "tables {} and {} would both be written to {}; dump them separately \
+                     (--table / --exclude-table)",
+                    catalog.tables[other].key,
+                    catalog.tables[t].key,
+                    dir.join(file_name(t)).display()
+                )));
+            }
+            names.insert(file_name(t), t);
+        }
         for &t in &tables {
             let table = &catalog.tables[t];
-            let ext = if gzip { "json.gz" } else { "json" };
-            let path = dir.join(format!("{}.{ext}", file_stem(&table.key)));
+            let path = dir.join(file_name(t));
             let shown = path.display().to_string();
             let file = AtomicFile::create(&path)?;
             let (rows, bytes, file) = {
@@ -118,7 +146,7 @@ pub fn dump_to_file(
     let file = AtomicFile::create(path)?;
     let summary = {
         let mut sink = Sink::new(file.writer(), gzip);
-        let s = dump(conn, opts, &mut sink, progress)?;
+        let s = dump_buffered(conn, opts, &mut sink, progress)?;
         sink.finish().map_err(|e| Error::io(&shown, e))?;
         s
     };

@@ -10,7 +10,8 @@
 //! - bytea: PostgreSQL's JSON rendering, the string `"\\x0a1b"`.
 //! - timestamp / timestamptz: PostgreSQL's JSON rendering (`2024-01-02T03:04:05+00:00`).
 //! - arrays, composites and other types whose JSON differs from their text: rendered by the
-//!   server with to_json (already JSON here).
+//!   server with to_json (already JSON here); an object whose only key is `$json` (an hstore or
+//!   composite can render so) is wrapped as for json.
 //! - everything else: the text form as a JSON string.
 
 use serde_json::value::RawValue;
@@ -38,7 +39,9 @@ pub fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: Option<&[u8]>) {
             b"t" | b"1" | b"true" => b"true",
             _ => b"false",
         }),
-        ValueKind::Json | ValueKind::Jsonb => {
+        // Structured values too: an hstore or composite rendered as `{"$json": ...}` would
+        // otherwise read back as the wrapper.
+        ValueKind::Json | ValueKind::Jsonb | ValueKind::Structured => {
             if needs_json_wrap(v) {
                 out.extend_from_slice(b"{\"$json\":");
                 out.extend_from_slice(v);
@@ -47,20 +50,22 @@ pub fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: Option<&[u8]>) {
                 out.extend_from_slice(v);
             }
         }
-        ValueKind::Structured => out.extend_from_slice(v),
         ValueKind::DateTime => push_json_string(out, &timestamp_json(v)),
         ValueKind::Bytes | ValueKind::Text => push_json_string(out, v),
     }
 }
 
 /// A stored JSON document that would read back as something else: `null`, or an object whose
-/// only key is `$json` (our wrapper).
+/// only key is `$json` (our wrapper), however spelled (`"\u0024json"` is the same key).
 fn needs_json_wrap(v: &[u8]) -> bool {
     let t = v.trim_ascii();
     if t == b"null" {
         return true;
     }
-    if t.first() == Some(&b'{') && t.windows(7).any(|w| w == b"\"$json\"") {
+    if t.first() == Some(&b'{')
+        && t.windows(7)
+            .any(|w| w == b"\"$json\"" || w.starts_with(b"\\u"))
+    {
         return json_wrapper(t).is_some();
     }
     false
@@ -232,6 +237,15 @@ mod tests {
             "{\"$json\": 1, \"b\": 2}"
         );
         assert_eq!(json(ValueKind::Bytes, Some("\\x00ff")), "\"\\\\x00ff\"");
+        assert_eq!(
+            json(ValueKind::Json, Some("{\"\\u0024json\": 1}")),
+            "{\"$json\":{\"\\u0024json\": 1}}"
+        );
+        assert_eq!(
+            json(ValueKind::Structured, Some("{\"$json\": \"x\"}")),
+            "{\"$json\":{\"$json\": \"x\"}}"
+        );
+        assert_eq!(json(ValueKind::Structured, Some("[1]")), "[1]");
         assert_eq!(json(ValueKind::Text, Some("a\"b\n")), "\"a\\\"b\\n\"");
     }
 
