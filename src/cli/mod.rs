@@ -178,8 +178,19 @@ pub fn run(args: Args) -> Result<Outcome> {
             dump(&mut conn, a, &msg)
         }
         Command::Load(a) => {
+            // --migrate may create the SQLite file; a load that does not commit removes it again.
+            let created = match &url {
+                DatabaseUrl::Sqlite(p) if a.migrate && !p.exists() => Some(p.clone()),
+                _ => None,
+            };
+            let dry_run = a.dry_run;
             let mut conn = Connection::open(&url, a.migrate)?;
-            load(&mut conn, a, &msg)
+            let result = load(&mut conn, a, &msg);
+            if let Some(path) = created.filter(|_| result.is_err() || dry_run) {
+                drop(conn);
+                let _ = std::fs::remove_file(&path);
+            }
+            result
         }
         Command::ResetSequences(a) => {
             let mut conn = Connection::open(&url, false)?;
@@ -333,13 +344,23 @@ fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Resul
         }
         // The findings are the result of the check: always printed, even with --quiet.
         for s in &bad {
-            eprintln!(
-                "{}: next value {} would collide (column {} is {})",
-                describe(s),
-                s.next_value,
+            let extreme = format!(
+                "column {} is {}",
                 if s.increment > 0 { "max" } else { "min" },
-                s.column_extreme.map(|v| v.to_string()).unwrap_or_default(),
+                opt(s.column_extreme)
             );
+            match s.status {
+                Status::Exhausted => eprintln!(
+                    "{}: exhausted: next value {} is out of the sequence's bounds ({extreme})",
+                    describe(s),
+                    s.next_value
+                ),
+                _ => eprintln!(
+                    "{}: next value {} would collide ({extreme})",
+                    describe(s),
+                    s.next_value
+                ),
+            }
         }
         eprintln!(
             "{} of {} sequences are behind their data; run `dbfixtures reset-sequences`.",
