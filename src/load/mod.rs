@@ -2,16 +2,24 @@
 //! ending with sequence realignment.
 //!
 //! Invariants:
-//! - Every input is scanned (and its JSON syntax checked) before the first write; tables are
-//!   then loaded in foreign-key order across all inputs, not in file order.
-//! - Either every row lands or none does; on any error the transaction is rolled back and
-//!   sequences are untouched (they are moved only as the last step before COMMIT, after every
-//!   deferred constraint has been checked).
+//! - Every input is scanned (its structure — the document, table arrays and row objects —
+//!   checked) before the first write; a row's own syntax is checked when it is loaded, and any
+//!   error there rolls everything back like any other. Tables are loaded in foreign-key order
+//!   across all inputs, not in file order.
+//! - Either every row lands or none does; on any error (and on a dry run) the transaction is
+//!   rolled back and the sequences are exactly as before: the tables they feed are locked
+//!   against other writers for the whole load, and the values drawn by rows that leave their
+//!   id to its default are given back (nextval is not transactional). Realignment moves them
+//!   as the last step before COMMIT, after every deferred constraint has been checked.
 //! - Cycles between tables are broken without superuser rights or DEFERRABLE constraints: the
-//!   chosen nullable foreign-key columns are loaded as NULL and filled in once every table is
-//!   loaded; deferrable ones are simply deferred.
-//! - Columns missing from a row take their default; generated columns are never written;
-//!   identity `GENERATED ALWAYS` columns take the fixture's explicit values.
+//!   chosen nullable foreign-key columns are loaded as NULL (unless the referenced row is
+//!   already there) and filled in once every table is loaded; deferrable ones are simply
+//!   deferred. The same goes for a self-reference when a table's rows cannot go in one
+//!   statement (rows with different columns, or the table in several files).
+//! - Columns missing from a row take their default (an upsert of an existing row leaves them
+//!   alone); generated columns are never written; identity `GENERATED ALWAYS` columns take the
+//!   fixture's explicit values.
+//! - `replace` empties only the tables named in the fixtures.
 //! - Rows are streamed: memory is bounded by the largest row, not by file size.
 
 mod input;
@@ -24,7 +32,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::backend::{Backend, Connection, TxMode};
-use crate::catalog::{Catalog, Table};
+use crate::catalog::{Catalog, ForeignKey, Table};
 use crate::error::{Error, Result};
 use crate::order::{self, FkEdge};
 use crate::progress::Progress;
@@ -116,8 +124,14 @@ pub(crate) struct TablePlan<'a> {
     pub mode: Mode,
     /// Foreign-key columns loaded as NULL and filled in at the end (cycle breaking).
     pub null_columns: Vec<String>,
-    /// The table had no rows when its loading began (rows can go straight in).
+    /// The foreign keys those columns belong to (a row whose referenced row already exists
+    /// can keep its value).
+    pub null_fks: Vec<&'a ForeignKey>,
+    /// The table had no rows when this occurrence's loading began (rows can go straight in).
     pub empty: bool,
+    /// The table had no rows before this load (rows without a key are all new: an upsert does
+    /// not match them against rows this load inserted).
+    pub was_empty: bool,
 }
 
 /// Fill-ins for cycle-broken foreign keys, run after every table is loaded.
@@ -130,6 +144,10 @@ pub(crate) struct Fixup {
 }
 
 /// Loads fixture files (paths, directories, `-` for stdin) in one transaction.
+///
+/// Inside a caller's open transaction the load is a savepoint: the caller still decides whether
+/// it commits. Sequences are the exception PostgreSQL imposes: the realignment's `setval` is not
+/// undone by the caller's ROLLBACK (it leaves them ahead of the data, which is safe).
 pub fn load_paths(
     conn: &mut Connection,
     paths: &[PathBuf],
@@ -144,7 +162,46 @@ pub fn load_paths(
     // A dry run rolls back by failing the transaction on purpose, carrying its report out.
     let mut dry_report = None;
     let result = conn.transaction(TxMode::ReadWrite, |conn| {
-        let report = load_in_transaction(conn, &inputs, &occurrences, opts, progress)?;
+        let migrations = if opts.migrate {
+            crate::migrate::run_pending(conn)?
+        } else {
+            Vec::new()
+        };
+        let catalog = Catalog::read(conn)?;
+        let (tables, occ_table) = resolve_tables(&catalog, &inputs, &occurrences)?;
+        // nextval (rows that leave their id to its default) and setval are not undone by
+        // ROLLBACK: remember where the sequences stand, with the tables they feed locked against
+        // other writers, and put them back if the load fails or is a dry run.
+        let seqs = sequences::sequences_feeding(&catalog, &tables);
+        let saved = match conn.backend() {
+            Backend::Postgres => Some(pg::save_sequences(conn, &catalog, &seqs)?),
+            Backend::Sqlite => None, // sqlite_sequence is transactional
+        };
+        let mut loaded = conn.transaction(TxMode::ReadWrite, |conn| {
+            let ctx = LoadContext {
+                catalog: &catalog,
+                inputs: &inputs,
+                occurrences: &occurrences,
+                occ_table: &occ_table,
+                tables: &tables,
+                sequences: &seqs,
+            };
+            load_in_transaction(conn, &ctx, opts, progress)
+        });
+        if let (Ok(report), Some(saved)) = (&mut loaded, &saved) {
+            net_changes(&mut report.sequences, &catalog, &seqs, saved);
+        }
+        if loaded.is_err() || opts.dry_run {
+            if let Some(saved) = &saved {
+                let restored = pg::restore_sequences(conn, &catalog, &seqs, saved);
+                // The load's own error matters more than a failed restore.
+                if let (Ok(_), Err(e)) = (&loaded, restored) {
+                    return Err(e);
+                }
+            }
+        }
+        let mut report = loaded?;
+        report.migrations = migrations;
         if opts.dry_run {
             dry_report = Some(report);
             return Err(Error::Invalid("dry run".into()));
@@ -160,20 +217,44 @@ pub fn load_paths(
     }
 }
 
-fn load_in_transaction(
-    conn: &mut Connection,
+/// Realignment moves as seen from before the load: rows that leave their id to its default (or
+/// an upsert's proposed rows that then conflict) draw values during the load, and a sequence
+/// realigned back to where it started has not moved.
+fn net_changes(
+    report: &mut ResetReport,
+    catalog: &Catalog,
+    seqs: &[usize],
+    saved: &pg::SavedSequences,
+) {
+    let start: Vec<(&str, Option<i128>)> = report
+        .before
+        .iter()
+        .zip(seqs.iter().zip(saved))
+        .map(|(state, (&s, (last, called)))| {
+            let next = last.parse::<i128>().ok().map(|v| {
+                if *called {
+                    v + catalog.sequences[s].increment
+                } else {
+                    v
+                }
+            });
+            (state.sequence.as_str(), next)
+        })
+        .collect();
+    report.changes.retain_mut(|c| {
+        if let Some((_, Some(from))) = start.iter().find(|(name, _)| *name == c.sequence) {
+            c.from = *from;
+        }
+        c.from != c.to
+    });
+}
+
+/// Resolves every occurrence's table key: (tables in first-seen order, each occurrence's table).
+fn resolve_tables(
+    catalog: &Catalog,
     inputs: &[input::Input],
     occurrences: &[input::Occurrence],
-    opts: &LoadOptions,
-    progress: &dyn Progress,
-) -> Result<LoadReport> {
-    let migrations = if opts.migrate {
-        crate::migrate::run_pending(conn)?
-    } else {
-        Vec::new()
-    };
-    let catalog = Catalog::read(conn)?;
-    // Resolve every key; collect the tables in first-seen order.
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut tables: Vec<usize> = Vec::new();
     let mut occ_table = Vec::with_capacity(occurrences.len());
     for occ in occurrences {
@@ -194,36 +275,89 @@ fn load_in_transaction(
             tables.push(t);
         }
     }
-    let (order, broken) = load_order(&catalog, &tables)?;
+    Ok((tables, occ_table))
+}
+
+/// What `load_in_transaction` works from.
+struct LoadContext<'a> {
+    catalog: &'a Catalog,
+    inputs: &'a [input::Input],
+    occurrences: &'a [input::Occurrence],
+    /// The table (catalog index) of each occurrence.
+    occ_table: &'a [usize],
+    /// Tables named in the fixtures, first-seen order.
+    tables: &'a [usize],
+    /// Sequences feeding them (realigned at the end).
+    sequences: &'a [usize],
+}
+
+fn load_in_transaction(
+    conn: &mut Connection,
+    ctx: &LoadContext<'_>,
+    opts: &LoadOptions,
+    progress: &dyn Progress,
+) -> Result<LoadReport> {
+    let LoadContext {
+        catalog,
+        inputs,
+        occurrences,
+        occ_table,
+        tables,
+        sequences: seqs,
+    } = *ctx;
+    // SQLite defers every foreign key when a cycle needs it (load/sqlite.rs): nothing to break.
+    let defer_all = conn.backend() == Backend::Sqlite;
+    let (order, mut broken) = load_order(catalog, tables, defer_all)?;
+    // A table referencing itself loads in any row order when all its rows go in one statement.
+    // When they cannot (rows with different column lists, or the table in several files), its
+    // nullable self-references are loaded like a broken cycle: filled in at the end.
+    for &t in tables {
+        for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
+            if !defer_all
+                && self_reference_to_split(catalog, t, fk)
+                && rows_need_several_statements(ctx, t)?
+                && !broken.contains(&(t, fi))
+            {
+                broken.push((t, fi));
+            }
+        }
+    }
 
     match conn.backend() {
         Backend::Postgres => pg::prepare(conn)?,
-        Backend::Sqlite => sqlite::prepare(conn)?,
+        Backend::Sqlite => sqlite::prepare(conn, catalog, tables)?,
     }
     if opts.mode == Mode::Replace {
         check_replace_allowed(conn, opts)?;
         match conn.backend() {
-            Backend::Postgres => pg::empty_tables(conn, &catalog, &tables)?,
-            Backend::Sqlite => sqlite::empty_tables(conn, &catalog, &tables)?,
+            Backend::Postgres => pg::empty_tables(conn, catalog, tables)?,
+            Backend::Sqlite => sqlite::empty_tables(conn, catalog, tables)?,
         }
     }
 
     let mut report = LoadReport {
-        migrations,
         files: inputs.len(),
         ..Default::default()
     };
     let mut fixups: Vec<Fixup> = Vec::new();
     for &t in &order {
         let table = &catalog.tables[t];
-        let null_columns: Vec<String> = broken
+        let null_fks: Vec<&ForeignKey> = broken
             .iter()
             .filter(|(child, _)| *child == t)
-            .flat_map(|(_, cols)| cols.iter().cloned())
+            .map(|&(_, fi)| &catalog.foreign_keys[fi])
             .collect();
+        let mut null_columns: Vec<String> = Vec::new();
+        for fk in &null_fks {
+            for c in &fk.columns {
+                if !null_columns.contains(c) {
+                    null_columns.push(c.clone());
+                }
+            }
+        }
         let total: u64 = occurrences
             .iter()
-            .zip(&occ_table)
+            .zip(occ_table)
             .filter(|(_, &ot)| ot == t)
             .map(|(o, _)| o.rows)
             .sum();
@@ -232,11 +366,8 @@ fn load_in_transaction(
             table: table.key.clone(),
             ..Default::default()
         };
-        for (occ, _) in occurrences
-            .iter()
-            .zip(&occ_table)
-            .filter(|(_, &ot)| ot == t)
-        {
+        let mut was_empty = None;
+        for (occ, _) in occurrences.iter().zip(occ_table).filter(|(_, &ot)| ot == t) {
             let empty = match conn.backend() {
                 Backend::Postgres => pg::is_empty(conn, table)?,
                 Backend::Sqlite => sqlite::is_empty(conn, table)?,
@@ -245,7 +376,9 @@ fn load_in_transaction(
                 table,
                 mode: opts.mode,
                 null_columns: null_columns.clone(),
+                null_fks: null_fks.clone(),
                 empty,
+                was_empty: *was_empty.get_or_insert(empty),
             };
             let inp = &inputs[occ.input];
             let mut stream = RowStream::open(inp, occ)?;
@@ -267,27 +400,85 @@ fn load_in_transaction(
     }
     for f in &fixups {
         match conn.backend() {
-            Backend::Postgres => pg::apply_fixup(conn, &catalog, f)?,
-            Backend::Sqlite => sqlite::apply_fixup(conn, &catalog, f)?,
+            Backend::Postgres => pg::apply_fixup(conn, catalog, f)?,
+            Backend::Sqlite => sqlite::apply_fixup(conn, catalog, f)?,
         }
     }
     // Every constraint is checked now, so nothing can fail after the sequences move.
     match conn.backend() {
         Backend::Postgres => pg::check_deferred(conn)?,
-        Backend::Sqlite => sqlite::check_deferred(conn)?,
+        Backend::Sqlite => sqlite::check_deferred(conn, catalog, tables)?,
     }
     progress.message("realigning sequences");
-    let seqs = sequences::sequences_feeding(&catalog, &tables);
-    report.sequences = sequences::realign(conn, &catalog, &seqs, false, opts.dry_run)?;
+    report.sequences = sequences::realign(conn, catalog, seqs, false, opts.dry_run)?;
     Ok(report)
 }
 
-/// Load order over the tables being loaded, and the foreign keys broken to load cycles:
-/// (child table, its columns loaded as NULL then filled in).
-/// A foreign key broken to load a cycle: the child table and its columns loaded as NULL.
-type BrokenFk = (usize, Vec<String>);
+/// A foreign key of table `t` onto itself that ordering cannot help with but filling in can:
+/// not deferrable (deferred ones wait for the end anyway) and on nullable columns.
+fn self_reference_to_split(catalog: &Catalog, t: usize, fk: &ForeignKey) -> bool {
+    let table = &catalog.tables[t];
+    fk.table == table.name
+        && fk.ref_table == table.name
+        && !fk.deferrable
+        && fk
+            .columns
+            .iter()
+            .all(|c| table.column(c).is_some_and(|c| c.nullable))
+}
 
-fn load_order(catalog: &Catalog, tables: &[usize]) -> Result<(Vec<usize>, Vec<BrokenFk>)> {
+/// Whether the rows of table `t` go to the server in more than one statement (several files,
+/// or rows with different column lists) while every row carries the primary key (needed to fill
+/// references in afterwards).
+fn rows_need_several_statements(ctx: &LoadContext<'_>, t: usize) -> Result<bool> {
+    let table = &ctx.catalog.tables[t];
+    if table.primary_key.is_empty() {
+        return Ok(false);
+    }
+    let pk: Vec<usize> = table
+        .primary_key
+        .iter()
+        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+        .collect();
+    let mut occurrences = 0;
+    let mut several = false;
+    let mut first: Option<Vec<usize>> = None;
+    for (occ, _) in ctx
+        .occurrences
+        .iter()
+        .zip(ctx.occ_table)
+        .filter(|(_, &ot)| ot == t)
+    {
+        occurrences += 1;
+        several |= occurrences > 1;
+        let mut stream = RowStream::open(&ctx.inputs[occ.input], occ)?;
+        while stream.advance()? {
+            let cols: Vec<usize> = rows::resolve(&stream, table)?
+                .iter()
+                .map(|(i, _)| *i)
+                .collect();
+            if !pk.iter().all(|k| cols.contains(k)) {
+                return Ok(false);
+            }
+            match &first {
+                None => first = Some(cols),
+                Some(f) => several |= *f != cols,
+            }
+        }
+    }
+    Ok(several)
+}
+
+/// Load order over the tables being loaded, and the foreign keys broken to load cycles.
+/// A foreign key broken to load a cycle: the child table and the foreign key (index into
+/// `catalog.foreign_keys`) whose columns are loaded as NULL then filled in.
+type BrokenFk = (usize, usize);
+
+fn load_order(
+    catalog: &Catalog,
+    tables: &[usize],
+    defer_all: bool,
+) -> Result<(Vec<usize>, Vec<BrokenFk>)> {
     let mut edges = Vec::new();
     let mut edge_fk = Vec::new();
     for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
@@ -312,7 +503,7 @@ fn load_order(catalog: &Catalog, tables: &[usize]) -> Result<(Vec<usize>, Vec<Br
                 .columns
                 .iter()
                 .all(|col| child.column(col).is_some_and(|c| c.nullable)),
-            deferrable: fk.deferrable,
+            deferrable: fk.deferrable || defer_all,
         });
         edge_fk.push(fi);
     }
@@ -325,10 +516,7 @@ fn load_order(catalog: &Catalog, tables: &[usize]) -> Result<(Vec<usize>, Vec<Br
     let broken = lo
         .broken
         .iter()
-        .map(|&e| {
-            let fk = &catalog.foreign_keys[edge_fk[e]];
-            (tables[edges[e].child], fk.columns.clone())
-        })
+        .map(|&e| (tables[edges[e].child], edge_fk[e]))
         .collect();
     Ok((lo.tables.into_iter().map(|i| tables[i]).collect(), broken))
 }

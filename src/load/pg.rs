@@ -7,10 +7,11 @@
 //!   table that was empty, when no column needs server-side JSON conversion;
 //! - staged: COPY into a temporary table, then one `INSERT ... SELECT` that converts JSON
 //!   columns (arrays, composites) with json_populate_record, upserts with ON CONFLICT (skipping
-//!   identical rows so a re-run writes nothing) and loads cycle-broken foreign keys as NULL.
+//!   identical rows so a re-run writes nothing) and loads cycle-broken foreign keys as NULL when
+//!   the referenced row is not there yet.
 //!
-//! When a batch fails on the server, its rows are replayed one per savepoint to name the exact
-//! row (file, line, index, key) in the error.
+//! When a batch fails on the server, its rows are replayed by bisection (halves in savepoints,
+//! see [`locate`]) to name the exact row (file, line, index, key) in the error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,6 +49,87 @@ pub(super) fn database_name(conn: &mut Connection) -> Result<String> {
     conn.query_json("SELECT to_json(current_database())::text AS j")
 }
 
+/// Where each sequence stood before the load: `last_value` as text and `is_called`.
+pub(super) type SavedSequences = Vec<(String, bool)>;
+
+/// Sequences per query when reading them (planning time grows fast with UNION ALL branches).
+const SEQUENCE_CHUNK: usize = 50;
+
+/// Locks the tables the given sequences feed against other writers (the lock realignment takes
+/// anyway, taken for the whole load so that nobody else draws from those sequences meanwhile)
+/// and reads where the sequences stand.
+pub(super) fn save_sequences(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    seqs: &[usize],
+) -> Result<SavedSequences> {
+    let mut fed: Vec<&crate::catalog::QualifiedName> = seqs
+        .iter()
+        .flat_map(|&s| catalog.sequences[s].feeds.iter().map(|f| &f.table))
+        .filter(|t| catalog.table(t).is_some())
+        .collect();
+    fed.sort();
+    fed.dedup();
+    if !fed.is_empty() {
+        let list: Vec<String> = fed.iter().map(|t| t.sql()).collect();
+        conn.execute(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            list.join(", ")
+        ))?;
+    }
+    read_sequences(conn, catalog, seqs)
+}
+
+fn read_sequences(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    seqs: &[usize],
+) -> Result<SavedSequences> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(SEQUENCE_CHUNK) {
+        let parts: Vec<String> = chunk
+            .iter()
+            .map(|&s| {
+                format!(
+                    "(SELECT json_build_array(last_value::text, is_called) FROM {})",
+                    catalog.sequences[s].name.sql()
+                )
+            })
+            .collect();
+        let values: Vec<(String, bool)> = conn.query_json(&format!(
+            "SELECT json_build_array({})::text AS j",
+            parts.join(", ")
+        ))?;
+        out.extend(values);
+    }
+    Ok(out)
+}
+
+/// Puts back every sequence that moved since [`save_sequences`].
+pub(super) fn restore_sequences(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    seqs: &[usize],
+    saved: &SavedSequences,
+) -> Result<()> {
+    let now = read_sequences(conn, catalog, seqs)?;
+    let moves: Vec<String> = seqs
+        .iter()
+        .zip(saved.iter().zip(&now))
+        .filter(|(_, (before, after))| before != after)
+        .map(|(&s, ((value, called), _))| {
+            format!(
+                "SELECT setval({}::regclass, {value}, {called})",
+                quote_literal(&catalog.sequences[s].name.sql())
+            )
+        })
+        .collect();
+    if moves.is_empty() {
+        return Ok(());
+    }
+    conn.execute(&moves.join("; "))
+}
+
 pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
     conn.query_json(&format!(
         "SELECT to_json(NOT EXISTS (SELECT 1 FROM {}))::text AS j",
@@ -56,6 +138,10 @@ pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
 }
 
 /// `replace`: empties the tables, refusing when rows of other tables still reference them.
+/// Tables outside the fixtures are never emptied: TRUNCATE is used when every table it would
+/// have to take along (the tables referencing the emptied ones, transitively) is empty already,
+/// else one DELETE statement over the tables (foreign keys are checked at its end, so the order
+/// among them does not matter).
 pub(super) fn empty_tables(
     conn: &mut Connection,
     catalog: &Catalog,
@@ -66,7 +152,6 @@ pub(super) fn empty_tables(
             .table_index(name)
             .is_some_and(|i| tables.contains(&i))
     };
-    let mut also_empty = Vec::new();
     let mut blocking = Vec::new();
     for fk in &catalog.foreign_keys {
         if in_set(&fk.ref_table) && !in_set(&fk.table) {
@@ -89,8 +174,6 @@ pub(super) fn empty_tables(
                 .unwrap_or_default();
             if referenced {
                 blocking.push(format!("{} (via {} → {parent})", child.key, fk.name));
-            } else if !also_empty.contains(&child.name.sql()) {
-                also_empty.push(child.name.sql());
             }
         }
     }
@@ -101,13 +184,53 @@ pub(super) fn empty_tables(
             blocking.join(", ")
         )));
     }
-    let mut names: Vec<String> = tables
+    // TRUNCATE must name every table referencing a truncated one.
+    let mut names: Vec<usize> = tables.to_vec();
+    let mut truncate = true;
+    let mut i = 0;
+    while i < names.len() && truncate {
+        let parent = &catalog.tables[names[i]].name;
+        for fk in &catalog.foreign_keys {
+            if &fk.ref_table != parent {
+                continue;
+            }
+            let Some(child) = catalog.table_index(&fk.table) else {
+                continue;
+            };
+            if names.contains(&child) {
+                continue;
+            }
+            if !is_empty(conn, &catalog.tables[child])? {
+                truncate = false;
+                break;
+            }
+            names.push(child);
+        }
+        i += 1;
+    }
+    if truncate {
+        let list: Vec<String> = names
+            .iter()
+            .map(|&t| catalog.tables[t].name.sql())
+            .collect();
+        return conn.execute(&format!("TRUNCATE {}", list.join(", ")));
+    }
+    let deletes: Vec<String> = tables
         .iter()
-        .map(|&t| catalog.tables[t].name.sql())
+        .map(|&t| format!("DELETE FROM {}", catalog.tables[t].name.sql()))
         .collect();
-    // Empty referencing tables must be named too, or TRUNCATE refuses.
-    names.extend(also_empty);
-    conn.execute(&format!("TRUNCATE {}", names.join(", ")))
+    let (last, ctes) = deletes.split_last().expect("at least one table");
+    let with: Vec<String> = ctes
+        .iter()
+        .enumerate()
+        .map(|(n, d)| format!("d{n} AS ({d})"))
+        .collect();
+    let sql = if with.is_empty() {
+        last.clone()
+    } else {
+        format!("WITH {} {last}", with.join(", "))
+    };
+    conn.execute(&sql)
 }
 
 pub(super) fn apply_fixup(conn: &mut Connection, catalog: &Catalog, f: &Fixup) -> Result<()> {
@@ -122,12 +245,25 @@ pub(super) fn apply_fixup(conn: &mut Connection, catalog: &Catalog, f: &Fixup) -
         .iter()
         .map(|c| format!("t.{0} = s.{0}", quote_ident(c)))
         .collect();
+    // Only rows whose value differs: a re-run writes nothing.
+    let old: Vec<String> = f
+        .columns
+        .iter()
+        .map(|c| format!("t.{}", quote_ident(c)))
+        .collect();
+    let new: Vec<String> = f
+        .columns
+        .iter()
+        .map(|c| format!("s.{}", quote_ident(c)))
+        .collect();
     conn.execute(&format!(
-        "UPDATE {} AS t SET {} FROM {} AS s WHERE {}",
+        "UPDATE {} AS t SET {} FROM {} AS s WHERE {} AND ROW({}, NULL) IS DISTINCT FROM ROW({}, NULL)",
         table.name.sql(),
         set.join(", "),
         quote_ident(&f.stage),
-        on.join(" AND ")
+        on.join(" AND "),
+        old.join(", "),
+        new.join(", ")
     ))
     .map_err(|e| db_error(table, "filling in foreign keys broken to load a cycle", e))
 }
@@ -183,7 +319,7 @@ pub(super) fn load_rows(
             check_fixup_possible(table, &cols, stream)?;
         }
         let outcome = conn.transaction(TxMode::ReadWrite, |conn| {
-            run_batch(conn, plan, stream, &cols, path, None, progress)
+            run_batch(conn, plan, stream, &cols, path, empty, None, progress)
         });
         match outcome {
             Ok(b) => {
@@ -192,11 +328,20 @@ pub(super) fn load_rows(
                 counts.updated += b.updated;
                 counts.unchanged += b.unchanged;
                 if let Some(stage) = b.stage {
-                    fixups.push(Fixup {
-                        table: table_index,
-                        stage,
-                        columns: plan.null_columns.clone(),
-                    });
+                    // Only the columns the rows carry: the others took their defaults.
+                    let columns: Vec<String> = plan
+                        .null_columns
+                        .iter()
+                        .filter(|n| cols.iter().any(|&c| &table.columns[c].name == *n))
+                        .cloned()
+                        .collect();
+                    if !columns.is_empty() {
+                        fixups.push(Fixup {
+                            table: table_index,
+                            stage,
+                            columns,
+                        });
+                    }
                 }
                 empty = false;
             }
@@ -207,6 +352,7 @@ pub(super) fn load_rows(
                     stream,
                     &cols,
                     path,
+                    empty,
                     first_index,
                     message,
                 ));
@@ -248,16 +394,71 @@ struct BatchResult {
     stage: Option<String>,
 }
 
+/// The `hstore` extension type (`format_type` qualifies it when its schema is not visible).
+fn is_hstore(type_name: &str) -> bool {
+    type_name == "hstore" || type_name.ends_with(".hstore")
+}
+
+/// A batch of rows without columns (`{}`: every column takes its default; or a table without
+/// columns): COPY needs a column list, so they are inserted by one `INSERT ... SELECT` of n
+/// empty rows. An upsert into a table that had rows before the load finds them already there
+/// (a row without columns is identical to any row).
+fn run_empty_rows(
+    conn: &mut Connection,
+    plan: &TablePlan<'_>,
+    stream: &mut RowStream<'_>,
+    empty: bool,
+    limit: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<BatchResult> {
+    let table = plan.table;
+    let mut rows = 0u64;
+    while limit.map_or(true, |l| rows < l) {
+        if !stream.advance()? {
+            break;
+        }
+        if !resolve(stream, table)?.is_empty() {
+            stream.hold();
+            break;
+        }
+        rows += 1;
+    }
+    progress.rows(rows);
+    let inserted = if rows > 0 && (plan.mode != Mode::Upsert || empty || plan.was_empty) {
+        conn.execute(&format!(
+            "INSERT INTO {} SELECT FROM generate_series(1, {rows})",
+            table.name.sql()
+        ))
+        .map_err(|e| db_error(table, "loading rows", e))?;
+        rows
+    } else {
+        0
+    };
+    Ok(BatchResult {
+        rows,
+        inserted,
+        updated: 0,
+        unchanged: rows - inserted,
+        stage: None,
+    })
+}
+
 /// Runs one batch: rows from the stream while their column set equals `cols` (at most `limit`).
+/// `empty`: the table had no rows before this batch (an upsert has nothing to conflict with).
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     conn: &mut Connection,
     plan: &TablePlan<'_>,
     stream: &mut RowStream<'_>,
     cols: &[usize],
     path: Path,
+    empty: bool,
     limit: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<BatchResult> {
+    if cols.is_empty() {
+        return run_empty_rows(conn, plan, stream, empty, limit, progress);
+    }
     let table = plan.table;
     let col_list: Vec<String> = cols
         .iter()
@@ -351,7 +552,7 @@ fn run_batch(
             stage: None,
         });
     };
-    let counts = insert_from_stage(conn, plan, cols, &stage, rows)?;
+    let counts = insert_from_stage(conn, plan, cols, &stage, empty, rows)?;
     let keep = !plan.null_columns.is_empty();
     if !keep {
         conn.execute(&format!("DROP TABLE {}", quote_ident(&stage)))?;
@@ -374,6 +575,7 @@ fn insert_from_stage(
     plan: &TablePlan<'_>,
     cols: &[usize],
     stage: &str,
+    empty: bool,
     rows: u64,
 ) -> Result<BatchResult> {
     let table = plan.table;
@@ -387,8 +589,36 @@ fn insert_from_stage(
         .map(|&c| {
             let col = &table.columns[c];
             let q = quote_ident(&col.name);
-            if plan.null_columns.contains(&col.name) {
+            if let Some(fk) = plan
+                .null_fks
+                .iter()
+                .find(|fk| fk.columns.contains(&col.name))
+            {
+                // Cycle-broken: kept when the referenced row is already there (so a re-run
+                // compares and writes nothing), else NULL until the fixup fills it in.
+                let on: Vec<String> = fk
+                    .columns
+                    .iter()
+                    .zip(&fk.ref_columns)
+                    .map(|(c, r)| format!("p.{} = s.{}", quote_ident(r), quote_ident(c)))
+                    .collect();
+                format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM {} AS p WHERE {}) THEN s.{q} END",
+                    fk.ref_table.sql(),
+                    on.join(" AND ")
+                )
+            } else if plan.null_columns.contains(&col.name) {
                 "NULL".to_string()
+            } else if col.kind == ValueKind::Structured && is_hstore(&col.type_name) {
+                // hstore is a JSON object of strings and nulls in fixtures, which
+                // json_populate_record would hand to hstore's own input syntax: build it from
+                // its pairs instead (text[] {k1, v1, k2, v2, ...} casts to hstore).
+                format!(
+                    "CASE WHEN s.{q} IS NOT NULL THEN ARRAY(SELECT u.x FROM json_each_text(s.{q}) \
+                     WITH ORDINALITY AS e(k, v, n), unnest(ARRAY[e.k, e.v]) WITH ORDINALITY \
+                     AS u(x, m) ORDER BY e.n, u.m)::{} END",
+                    col.type_name
+                )
             } else if col.kind == ValueKind::Structured {
                 // The table's own row type gives json_populate_record the column's exact type,
                 // so arrays, composites and domains parse from JSON the way PostgreSQL does.
@@ -415,20 +645,41 @@ fn insert_from_stage(
     let key: Option<&Vec<String>> = std::iter::once(&table.primary_key)
         .chain(table.unique.iter())
         .find(|k| !k.is_empty() && k.iter().all(|c| names.contains(&c.as_str())));
-    let insert = format!(
-        "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {} AS s",
-        table.name.sql(),
-        quoted.join(", "),
-        exprs.join(", "),
-        quote_ident(stage)
-    );
+    let insert_with = |extra_cols: &[String], extra_exprs: &[String]| {
+        format!(
+            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {} AS s",
+            table.name.sql(),
+            quoted
+                .iter()
+                .chain(extra_cols)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            exprs
+                .iter()
+                .chain(extra_exprs)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_ident(stage)
+        )
+    };
+    let insert = insert_with(&[], &[]);
     let write = |conn: &mut Connection, sql: String| -> Result<u64> {
         let a: Affected = conn.query_json(&format!(
             "WITH w AS ({sql} RETURNING 1) SELECT json_build_object('n', count(*))::text AS j FROM w"
         ))?;
         Ok(a.n)
     };
-    match (plan.mode, key) {
+    // Into an empty table an upsert only inserts: a plain INSERT is much cheaper than ON
+    // CONFLICT (a key repeated inside the fixture is then a unique violation naming the row).
+    let mode = if plan.mode == Mode::Upsert && (empty || (key.is_none() && plan.was_empty)) {
+        // (Rows without a key into a table this load started empty are all new, too.)
+        Mode::Insert
+    } else {
+        plan.mode
+    };
+    match (mode, key) {
         (Mode::Upsert, Some(key)) => {
             let on: Vec<String> = key
                 .iter()
@@ -473,9 +724,46 @@ fn insert_from_stage(
                     new.join(", ")
                 )
             };
+            // The row INSERT proposes is checked for NOT NULL before ON CONFLICT finds the
+            // existing one: for a row that leaves out a NOT NULL column without a default (a
+            // partial row meant to update some columns), propose the existing value, which the
+            // update then leaves alone. For a new row it is NULL, and the error is genuine.
+            let carried: Vec<&crate::catalog::Column> = table
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| {
+                    !cols.contains(i)
+                        && !c.nullable
+                        && c.default.is_none()
+                        && !c.generated
+                        && c.identity.is_none()
+                })
+                .map(|(_, c)| c)
+                .collect();
+            let carried_cols: Vec<String> = carried.iter().map(|c| quote_ident(&c.name)).collect();
+            let carried_exprs: Vec<String> = carried
+                .iter()
+                .map(|c| {
+                    let on: Vec<String> = key
+                        .iter()
+                        .map(|k| format!("x.{0} = s.{0}", quote_ident(k)))
+                        .collect();
+                    format!(
+                        "(SELECT x.{} FROM {} AS x WHERE {})",
+                        quote_ident(&c.name),
+                        table.name.sql(),
+                        on.join(" AND ")
+                    )
+                })
+                .collect();
             let written = write(
                 conn,
-                format!("{insert} ON CONFLICT ({}) {action}", conflict.join(", ")),
+                format!(
+                    "{} ON CONFLICT ({}) {action}",
+                    insert_with(&carried_cols, &carried_exprs),
+                    conflict.join(", ")
+                ),
             )?;
             let inserted = rows - existing.n;
             let updated = written.saturating_sub(inserted);
@@ -520,13 +808,20 @@ fn insert_from_stage(
     }
 }
 
-/// Replays a failed batch one row per savepoint to find the row the server rejected.
+/// Finds the row the server rejected in a failed batch, by bisection: the first half of the
+/// remaining rows is run in a savepoint; when it goes through it is kept (later rows see it, as
+/// they did in the batch) and the search goes on in the second half, else in the first. About
+/// as many rows are sent as the batch had, in O(log n) statements, so a bad row at the end of a
+/// large file is found in seconds (a savepoint per row would take minutes and exhaust the
+/// server's lock table).
+#[allow(clippy::too_many_arguments)]
 fn locate(
     conn: &mut Connection,
     plan: &TablePlan<'_>,
     stream: &mut RowStream<'_>,
     cols: &[usize],
     path: Path,
+    empty: bool,
     first_index: usize,
     batch_message: String,
 ) -> Error {
@@ -539,26 +834,24 @@ fn locate(
         }),
         message: format!("rows from index {first_index} on were rejected: {batch_message}"),
     };
-    if stream.restart().is_err() {
-        return fallback(stream);
-    }
-    // Skip to the batch's first row.
+    let len = match batch_len(stream, table, cols, first_index) {
+        Ok(Some(n)) => n,
+        Ok(None) => return fallback(stream),
+        Err(e) => return e,
+    };
+    // Rows before `start` are in; the culprit is among the `window` rows from `start`.
+    let mut start = first_index;
+    let mut window = len;
+    let mut positioned = false;
     loop {
-        match stream.advance() {
-            Ok(true) if stream.current().index < first_index => continue,
-            Ok(true) => {
-                stream.hold();
-                break;
+        if !positioned {
+            match seek(stream, start) {
+                Ok(true) => {}
+                Ok(false) => return fallback(stream),
+                Err(e) => return e,
             }
-            _ => return fallback(stream),
         }
-    }
-    loop {
-        let (index, line) = match stream.advance() {
-            Ok(true) => (stream.current().index, stream.current().line),
-            _ => return fallback(stream),
-        };
-        stream.hold();
+        let take = if window > 1 { window / 2 } else { 1 };
         let r = conn.transaction(TxMode::ReadWrite, |conn| {
             run_batch(
                 conn,
@@ -566,22 +859,68 @@ fn locate(
                 stream,
                 cols,
                 path,
-                Some(1),
+                // Kept halves make the table non-empty for the next attempts.
+                empty && start == first_index,
+                Some(take as u64),
                 &crate::progress::NoProgress,
             )
         });
         match r {
-            Ok(b) if b.rows == 0 => return fallback(stream),
-            Ok(_) => continue,
-            Err(Error::Database { message, .. }) => {
+            Ok(b) if b.rows as usize == take && window > 1 => {
+                start += take;
+                window -= take;
+                positioned = true;
+            }
+            // The whole batch went through in pieces: the failure was not one row's.
+            Ok(_) => return fallback(stream),
+            Err(Error::Database { message, .. }) if window == 1 => {
                 let row = stream.current();
-                debug_assert_eq!((row.index, row.line), (index, line));
                 let column = guess_column(table, row, &message);
                 return stream.error(table, row, column.as_deref(), message);
+            }
+            Err(Error::Database { .. }) => {
+                window = take;
+                positioned = false;
             }
             Err(other) => return other,
         }
     }
+}
+
+/// Positions the stream so that its next row is the one at `index`; false if there is none.
+fn seek(stream: &mut RowStream<'_>, index: usize) -> Result<bool> {
+    stream.restart()?;
+    while stream.advance()? {
+        if stream.current().index >= index {
+            stream.hold();
+            return Ok(stream.current().index == index);
+        }
+    }
+    Ok(false)
+}
+
+/// The number of rows of the batch starting at `first_index` (rows with the columns `cols`).
+fn batch_len(
+    stream: &mut RowStream<'_>,
+    table: &Table,
+    cols: &[usize],
+    first_index: usize,
+) -> Result<Option<usize>> {
+    if !seek(stream, first_index)? {
+        return Ok(None);
+    }
+    let mut n = 0;
+    while stream.advance()? {
+        let same = {
+            let fields = resolve(stream, table)?;
+            fields.len() == cols.len() && fields.iter().zip(cols).all(|((a, _), b)| a == b)
+        };
+        if !same {
+            break;
+        }
+        n += 1;
+    }
+    Ok(Some(n))
 }
 
 /// Which column a server message is about: named in the message, or the one holding the value

@@ -121,9 +121,18 @@ pub(crate) fn resolve<'r>(
     table: &Table,
 ) -> Result<Vec<(usize, &'r RawValue)>> {
     let row = stream.current();
-    let fields = row
-        .fields()
-        .map_err(|e| stream.error(table, row, None, format!("line {}: {}", e.line, e.message)))?;
+    let fields = row.fields().map_err(|e| Error::Fixture {
+        // The syntax error's own position (rows can span lines), not the row's start.
+        location: Box::new(Location {
+            file: Some(stream.file().to_string()),
+            line: Some(e.line),
+            column_no: Some(e.column),
+            table: Some(table.key.clone()),
+            row: Some(row.index),
+            ..Default::default()
+        }),
+        message: e.message,
+    })?;
     let mut out = Vec::with_capacity(fields.len());
     for (name, value) in fields {
         match table.columns.iter().position(|c| c.name == name) {

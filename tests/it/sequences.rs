@@ -572,7 +572,8 @@ fn exhausted_sequence_is_an_error_and_moves_nothing() {
     let out = dbf(&db, &["reset-sequences", "--check"]);
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
-        out.stderr.contains("tiny_seq (tiny.id): exhausted: next value 51"),
+        out.stderr
+            .contains("tiny_seq (tiny.id): exhausted: next value 51"),
         "{out:#?}"
     );
     // Nothing moved, not even the sequence that could have been realigned.
