@@ -4,7 +4,8 @@
 //! Invariants:
 //! - Read in a handful of queries whatever the number of tables (see `pg.rs` / `sqlite.rs`).
 //! - `tables` holds each loadable table once: partitions are represented by their partitioned
-//!   parent; views and extension-owned tables are not included.
+//!   parent; views, extension-owned tables and diesel's migration bookkeeping table
+//!   (`__diesel_schema_migrations`, like Django's `django_migrations`) are not included.
 //! - A table's fixture key is `table` when it lives in the connection's default schema, else
 //!   `schema.table`; a part containing `.` or `"` is double-quoted with `""` escaping. The same
 //!   syntax is accepted wherever a user names a table.
@@ -16,6 +17,9 @@ use serde::Deserialize;
 
 use crate::backend::Connection;
 use crate::error::{Error, Result};
+
+/// diesel's record of applied migrations: tool metadata, not data (kept out of dumps and loads).
+pub const MIGRATIONS_TABLE: &str = "__diesel_schema_migrations";
 
 /// A table's schema-qualified name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]

@@ -7,7 +7,7 @@
 //! column's DEFAULT references it (`nextval('s'::regclass)`, recorded in pg_depend), so shared
 //! sequences and sequences without OWNED BY are found too.
 
-use super::{Catalog, ForeignKey, Sequence, Table};
+use super::{Catalog, ForeignKey, Sequence, Table, MIGRATIONS_TABLE};
 use crate::backend::Connection;
 use crate::error::Result;
 
@@ -85,6 +85,7 @@ fn tables_sql() -> String {
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
+     AND c.relname <> '{MIGRATIONS_TABLE}'
      AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
                       AND e.objid = c.oid AND e.deptype = 'e')
 ) t"#

@@ -73,7 +73,7 @@ const CATALOG_SQL: &str = r#"SELECT json_object(
             'id', f.id, 'seq', f.seq, 'table', f."table", 'from', f."from", 'to', f."to"))
           FROM pragma_foreign_key_list(t.name, 'main') AS f))))
     FROM pragma_table_list AS t
-   WHERE t.schema = 'main' AND t.type = 'table' AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\'))
+   WHERE t.schema = 'main' AND t.type = 'table' AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\' AND t.name <> '__diesel_schema_migrations'))
 ) AS j"#;
 
 /// Row counts per table from ANALYZE's statistics (first number of `stat` is the row count).
@@ -667,8 +667,9 @@ mod tests {
         assert!(cat.table(&qn("y")).is_some());
     }
 
-    const DEMO: &str =
-        include_str!("../../migrations/sqlite/2024-01-01-000000_create_demo_schema/up.sql");
+    const DEMO: &str = include_str!(
+        "../../fixtures/migrations/sqlite/2024-01-01-000000_create_demo_schema/up.sql"
+    );
 
     #[test]
     fn reads_the_demo_schema() {

@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn selecting_tables_and_the_demo_schema() {
         let (_dir, mut conn) = temp_db(include_str!(
-            "../../migrations/sqlite/2024-01-01-000000_create_demo_schema/up.sql"
+            "../../fixtures/migrations/sqlite/2024-01-01-000000_create_demo_schema/up.sql"
         ));
         conn.execute(
             "INSERT INTO users (id, email, full_name) VALUES (7, 'a@x', 'A');

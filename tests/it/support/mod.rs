@@ -119,9 +119,9 @@ impl TestDb {
         rows.into_iter().next().and_then(|r| r.v)
     }
 
-    /// Creates the demo schema: every `migrations/postgresql/*/up.sql`, in order.
+    /// Creates the demo schema: every `fixtures/migrations/postgresql/*/up.sql`, in order.
     pub fn apply_demo_schema(&self) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgresql");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrations/postgresql");
         let mut ups: Vec<PathBuf> = fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.expect("readable migrations dir").path().join("up.sql"))
