@@ -197,6 +197,20 @@ impl Catalog {
         self.table_index(name).map(|i| &self.tables[i])
     }
 
+    /// The foreign keys between tables of `subset` (catalog indices), as (index into
+    /// `foreign_keys`, child position in `subset`, parent position in `subset`).
+    pub fn foreign_keys_within(&self, subset: &[usize]) -> Vec<(usize, usize, usize)> {
+        let pos = |name| {
+            self.table_index(name)
+                .and_then(|i| subset.iter().position(|&s| s == i))
+        };
+        self.foreign_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(fi, fk)| Some((fi, pos(&fk.table)?, pos(&fk.ref_table)?)))
+            .collect()
+    }
+
     /// Finds a table by a user-supplied name (`table`, `schema.table`, quoted parts allowed).
     /// An unqualified name resolves in the default schema first, then in any schema where it is
     /// unique.

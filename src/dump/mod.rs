@@ -165,24 +165,17 @@ fn plan(conn: &mut Connection, opts: &DumpOptions) -> Result<(Catalog, Vec<usize
 /// Foreign-key order when there is one, else catalog (name) order. A dump in this order loads
 /// in a single pass.
 fn dump_order(catalog: &Catalog, selected: &[usize]) -> Vec<usize> {
-    let pos = |name| {
-        catalog
-            .table_index(name)
-            .and_then(|i| selected.iter().position(|&s| s == i))
-    };
     let edges: Vec<FkEdge> = catalog
-        .foreign_keys
-        .iter()
-        .filter_map(|fk| {
-            Some(FkEdge {
-                child: pos(&fk.table)?,
-                parent: pos(&fk.ref_table)?,
-                name: fk.name.clone(),
-                // Treat every edge as breakable: for a dump any order is valid, this only
-                // needs to be as close to load order as possible.
-                columns_nullable: true,
-                deferrable: false,
-            })
+        .foreign_keys_within(selected)
+        .into_iter()
+        .map(|(fi, child, parent)| FkEdge {
+            child,
+            parent,
+            name: catalog.foreign_keys[fi].name.clone(),
+            // Treat every edge as breakable: for a dump any order is valid, this only needs to
+            // be as close to load order as possible.
+            columns_nullable: true,
+            deferrable: false,
         })
         .collect();
     match order::load_order(selected.len(), &edges) {

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::backend::{Backend, Connection, TxMode};
-use crate::catalog::{Catalog, ForeignKey, Table};
+use crate::catalog::{quote_ident, Catalog, ForeignKey, Table};
 use crate::error::{Error, Result};
 use crate::order::{self, FkEdge};
 use crate::progress::Progress;
@@ -329,6 +329,7 @@ fn load_in_transaction(
     }
     if opts.mode == Mode::Replace {
         check_replace_allowed(conn, opts)?;
+        refuse_if_referenced_from_outside(conn, catalog, tables)?;
         match conn.backend() {
             Backend::Postgres => pg::empty_tables(conn, catalog, tables)?,
             Backend::Sqlite => sqlite::empty_tables(conn, catalog, tables)?,
@@ -481,20 +482,9 @@ fn load_order(
 ) -> Result<(Vec<usize>, Vec<BrokenFk>)> {
     let mut edges = Vec::new();
     let mut edge_fk = Vec::new();
-    for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
-        let (Some(c), Some(p)) = (
-            catalog.table_index(&fk.table),
-            catalog.table_index(&fk.ref_table),
-        ) else {
-            continue;
-        };
-        let (Some(ci), Some(pi)) = (
-            tables.iter().position(|&t| t == c),
-            tables.iter().position(|&t| t == p),
-        ) else {
-            continue;
-        };
-        let child = &catalog.tables[c];
+    for (fi, ci, pi) in catalog.foreign_keys_within(tables) {
+        let fk = &catalog.foreign_keys[fi];
+        let child = &catalog.tables[tables[ci]];
         edges.push(FkEdge {
             child: ci,
             parent: pi,
@@ -519,6 +509,55 @@ fn load_order(
         .map(|&e| (tables[edges[e].child], edge_fk[e]))
         .collect();
     Ok((lo.tables.into_iter().map(|i| tables[i]).collect(), broken))
+}
+
+/// `replace` refuses when rows of tables outside the fixtures reference the tables it would
+/// empty: those rows would dangle (or cascade away), which a load must never do silently.
+fn refuse_if_referenced_from_outside(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    tables: &[usize],
+) -> Result<()> {
+    let in_set = |name| {
+        catalog
+            .table_index(name)
+            .is_some_and(|i| tables.contains(&i))
+    };
+    let mut blocking = Vec::new();
+    for fk in &catalog.foreign_keys {
+        if !in_set(&fk.ref_table) || in_set(&fk.table) {
+            continue;
+        }
+        let Some(child) = catalog.table(&fk.table) else {
+            continue;
+        };
+        let cond: Vec<String> = fk
+            .columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+            .collect();
+        // Portable SQL: both backends answer the JSON text `true` or `false`.
+        let referenced: bool = conn.query_json(&format!(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM {} WHERE {}) THEN 'true' ELSE 'false' END AS j",
+            child.name.sql(),
+            cond.join(" AND ")
+        ))?;
+        if referenced {
+            let parent = catalog
+                .table(&fk.ref_table)
+                .map(|t| t.key.clone())
+                .unwrap_or_default();
+            blocking.push(format!("{} (via {} → {parent})", child.key, fk.name));
+        }
+    }
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "--mode replace would empty tables that rows of other tables still reference: {}; \
+         include those tables in the fixtures or delete their rows first",
+        blocking.join(", ")
+    )))
 }
 
 fn check_replace_allowed(conn: &mut Connection, opts: &LoadOptions) -> Result<()> {

@@ -137,7 +137,8 @@ pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
     ))
 }
 
-/// `replace`: empties the tables, refusing when rows of other tables still reference them.
+/// `replace`: empties the tables (the caller has already refused when rows of other tables
+/// reference them).
 /// Tables outside the fixtures are never emptied: TRUNCATE is used when every table it would
 /// have to take along (the tables referencing the emptied ones, transitively) is empty already,
 /// else one DELETE statement over the tables (foreign keys are checked at its end, so the order
@@ -147,43 +148,6 @@ pub(super) fn empty_tables(
     catalog: &Catalog,
     tables: &[usize],
 ) -> Result<()> {
-    let in_set = |name| {
-        catalog
-            .table_index(name)
-            .is_some_and(|i| tables.contains(&i))
-    };
-    let mut blocking = Vec::new();
-    for fk in &catalog.foreign_keys {
-        if in_set(&fk.ref_table) && !in_set(&fk.table) {
-            let Some(child) = catalog.table(&fk.table) else {
-                continue;
-            };
-            let cond: Vec<String> = fk
-                .columns
-                .iter()
-                .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
-                .collect();
-            let referenced: bool = conn.query_json(&format!(
-                "SELECT to_json(EXISTS (SELECT 1 FROM {} WHERE {}))::text AS j",
-                child.name.sql(),
-                cond.join(" AND ")
-            ))?;
-            let parent = catalog
-                .table(&fk.ref_table)
-                .map(|t| t.key.clone())
-                .unwrap_or_default();
-            if referenced {
-                blocking.push(format!("{} (via {} → {parent})", child.key, fk.name));
-            }
-        }
-    }
-    if !blocking.is_empty() {
-        return Err(Error::Invalid(format!(
-            "--mode replace would empty tables that rows of other tables still reference: {}; \
-             include those tables in the fixtures or delete their rows first",
-            blocking.join(", ")
-        )));
-    }
     // TRUNCATE must name every table referencing a truncated one.
     let mut names: Vec<usize> = tables.to_vec();
     let mut truncate = true;

@@ -283,67 +283,23 @@ pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
     Ok(n == 0)
 }
 
-/// `replace`: empties the tables (DELETE, children first), refusing when rows of other tables
-/// still reference them (the same rule as on PostgreSQL).
+/// `replace`: empties the tables (DELETE, children first; the caller has already refused when
+/// rows of other tables reference them).
 pub(super) fn empty_tables(
     conn: &mut Connection,
     catalog: &Catalog,
     tables: &[usize],
 ) -> Result<()> {
-    let in_set = |name| {
-        catalog
-            .table_index(name)
-            .is_some_and(|i| tables.contains(&i))
-    };
-    let mut blocking = Vec::new();
-    for fk in &catalog.foreign_keys {
-        if in_set(&fk.ref_table) && !in_set(&fk.table) {
-            let Some(child) = catalog.table(&fk.table) else {
-                continue;
-            };
-            let cond: Vec<String> = fk
-                .columns
-                .iter()
-                .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
-                .collect();
-            let referenced: i64 = conn.query_json(&format!(
-                "SELECT CAST(EXISTS (SELECT 1 FROM {} WHERE {}) AS TEXT) AS j",
-                child.name.sql(),
-                cond.join(" AND ")
-            ))?;
-            let parent = catalog
-                .table(&fk.ref_table)
-                .map(|t| t.key.clone())
-                .unwrap_or_default();
-            if referenced != 0 {
-                blocking.push(format!("{} (via {} → {parent})", child.key, fk.name));
-            }
-        }
-    }
-    if !blocking.is_empty() {
-        return Err(Error::Invalid(format!(
-            "--mode replace would empty tables that rows of other tables still reference: {}; \
-             include those tables in the fixtures or delete their rows first",
-            blocking.join(", ")
-        )));
-    }
     // Children before parents, so that no statement leaves a dangling reference behind.
-    let pos = |name| {
-        catalog
-            .table_index(name)
-            .and_then(|i| tables.iter().position(|&t| t == i))
-    };
     let edges: Vec<FkEdge> = catalog
-        .foreign_keys
-        .iter()
-        .filter_map(|fk| {
-            Some(FkEdge {
-                child: pos(&fk.table)?,
-                parent: pos(&fk.ref_table)?,
-                name: fk.name.clone(),
-                columns_nullable: false,
-                deferrable: true,
-            })
+        .foreign_keys_within(tables)
+        .into_iter()
+        .map(|(fi, child, parent)| FkEdge {
+            child,
+            parent,
+            name: catalog.foreign_keys[fi].name.clone(),
+            columns_nullable: false,
+            deferrable: true,
         })
         .collect();
     let order: Vec<usize> = match order::load_order(tables.len(), &edges) {

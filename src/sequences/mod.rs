@@ -363,6 +363,16 @@ fn states(
     Ok(out)
 }
 
+/// Folds one column's (MAX, MIN) into a sequence's running (MAX, MIN) across its columns.
+fn merge_extremes(slot: &mut (Option<i128>, Option<i128>), max: Option<i128>, min: Option<i128>) {
+    let pick = |a: Option<i128>, b: Option<i128>, f: fn(i128, i128) -> i128| match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    };
+    slot.0 = pick(slot.0, max, i128::max);
+    slot.1 = pick(slot.1, min, i128::min);
+}
+
 /// The exact next value a sequence should have given the extreme of its columns (see the module
 /// doc), or None when no such value fits in its bounds.
 pub(crate) fn target_for(seq: &Sequence, extreme: Option<i128>) -> Option<i128> {

@@ -107,15 +107,7 @@ pub(super) fn extremes(
     let parse = |v: Option<String>| v.and_then(|s| s.parse::<i128>().ok());
     for r in rows {
         let (max, min) = (parse(r.max), parse(r.min));
-        let slot = &mut out[r.i];
-        slot.0 = match (slot.0, max) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        slot.1 = match (slot.1, min) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        super::merge_extremes(&mut out[r.i], max, min);
     }
     Ok(out)
 }

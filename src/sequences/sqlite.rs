@@ -137,14 +137,7 @@ pub(super) fn extremes(
             let Some(slot) = out.get_mut(r.i) else {
                 continue;
             };
-            slot.0 = match (slot.0, max) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            slot.1 = match (slot.1, min) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            super::merge_extremes(slot, max, min);
         }
     }
     Ok(out)
