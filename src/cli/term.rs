@@ -1,14 +1,14 @@
 //! Terminal progress: indicatif bars, shown only when stderr is a terminal and not `--quiet`.
-//! One bar per table (rows, rows/s, ETA from the catalog's estimate when it has one).
+//! One bar per table (rows, rows/s, ETA from the catalog's estimate when it has one); a finished
+//! table's bar stays on screen with its true row count, as a per-table summary.
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
 
 use dbfixtures::Progress;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Bars {
-    multi: MultiProgress,
     current: RefCell<Option<ProgressBar>>,
 }
 
@@ -19,7 +19,6 @@ impl Bars {
             return None;
         }
         Some(Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             current: RefCell::new(None),
         })
     }
@@ -27,21 +26,18 @@ impl Bars {
 
 impl Progress for Bars {
     fn table_started(&self, table: &str, estimate: Option<u64>) {
-        let bar = match estimate.filter(|&n| n > 0) {
-            Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{prefix:>24.bold} [{bar:30}] {human_pos}/~{human_len} rows {per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{prefix:>24.bold} {spinner} {human_pos} rows {per_sec}")
-                    .expect("valid template"),
-            ),
+        let style = match estimate.filter(|&n| n > 0) {
+            Some(_) => ProgressStyle::with_template(
+                "{prefix:>28.bold} [{bar:30}] {human_pos}/{human_len} rows {per_sec:0} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+            None => ProgressBar::new_spinner().style().clone(),
         };
-        bar.set_prefix(table.to_string());
-        *self.current.borrow_mut() = Some(self.multi.add(bar));
+        let bar = ProgressBar::with_draw_target(estimate, ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(table.to_string());
+        *self.current.borrow_mut() = Some(bar);
     }
 
     fn rows(&self, rows: u64) {
@@ -53,14 +49,16 @@ impl Progress for Bars {
     fn table_finished(&self, table: &str, rows: u64) {
         if let Some(b) = self.current.borrow_mut().take() {
             // The estimate was only an estimate: end the bar at the true count.
-            b.set_length(rows);
-            b.set_position(rows);
-            b.finish_and_clear();
-            let _ = self.multi.println(format!("{table:>24} {rows} rows"));
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>28.bold} {msg}").expect("valid template"),
+            );
+            b.finish_with_message(format!("{rows} rows"));
+        } else {
+            eprintln!("{table:>28} {rows} rows");
         }
     }
 
     fn message(&self, text: &str) {
-        let _ = self.multi.println(text);
+        eprintln!("{text}");
     }
 }
