@@ -8,13 +8,10 @@
 //!   `false` / `true`.
 //! - REAL → the shortest text that reads back as the same double (Rust's float formatting);
 //!   ±infinity → `"Infinity"` / `"-Infinity"` like PostgreSQL (SQLite stores no NaN).
-//! - TEXT → a JSON string, except: in a json/jsonb column, a valid JSON document is written as
-//!   is (with PostgreSQL's `{"$json": ...}` wrapping rules); in a text column, a value that is
-//!   exactly a JSON object or array (first byte `{` / `[`, last `}` / `]`, nothing around it)
-//!   is written as that JSON, verbatim, because SQLite keeps JSON in text columns and the
-//!   PostgreSQL side of such a column is usually json/jsonb. Loading it back into a text column
-//!   stores the same bytes. Text that is not valid UTF-8 cannot be represented in JSON: an
-//!   error naming the row and column.
+//! - TEXT → a JSON string, except in a column declared JSON/JSONB, where a valid JSON document
+//!   is written as is (with PostgreSQL's `{"$json": ...}` wrapping rules), so it loads into a
+//!   PostgreSQL json/jsonb column as the same document. Text that is not valid UTF-8 cannot be
+//!   represented in JSON: an error naming the row and column.
 //! - BLOB → `"\\x<hex>"`, PostgreSQL's bytea rendering (read from the value's bytes).
 //!
 //! Order: the primary key; without one, every column (COLLATE BINARY), so the same rows always
@@ -32,7 +29,7 @@ use crate::backend::Connection;
 use crate::catalog::{quote_ident, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Location, Result};
 use crate::format::copy_text::push_json_string;
-use crate::format::value::{json_wrapper, push_json};
+use crate::format::value::push_json;
 use crate::format::writer::FixtureWriter;
 use crate::progress::Progress;
 
@@ -231,7 +228,6 @@ fn render(out: &mut Vec<u8>, kind: ValueKind, v: &Val) -> std::result::Result<()
                 {
                     push_json(out, kind, Some(bytes));
                 }
-                ValueKind::Text if is_json_container(bytes) => out.extend_from_slice(bytes),
                 _ => push_json_string(out, bytes),
             }
         }
@@ -247,16 +243,6 @@ fn render(out: &mut Vec<u8>, kind: ValueKind, v: &Val) -> std::result::Result<()
         }
     }
     Ok(())
-}
-
-/// Text that is exactly one JSON object or array, nothing around it, and not our `{"$json": ..}`
-/// wrapper (which would read back as its content).
-fn is_json_container(bytes: &[u8]) -> bool {
-    matches!(
-        (bytes.first(), bytes.last()),
-        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
-    ) && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-        && (bytes[0] != b'{' || json_wrapper(bytes).is_none())
 }
 
 #[cfg(test)]
@@ -314,15 +300,11 @@ mod tests {
     #[test]
     fn json_text() {
         let t = |s: &str| Val::Text(s.as_bytes().to_vec());
-        assert_eq!(r(ValueKind::Text, t(r#"{"a": 1}"#)), r#"{"a": 1}"#);
-        assert_eq!(r(ValueKind::Text, t("[1, 2]")), "[1, 2]");
-        assert_eq!(r(ValueKind::Text, t(" [1]")), r#"" [1]""#);
-        assert_eq!(r(ValueKind::Text, t("[1] ")), r#""[1] ""#);
-        assert_eq!(r(ValueKind::Text, t("[x]")), r#""[x]""#);
-        assert_eq!(
-            r(ValueKind::Text, t(r#"{"$json": 1}"#)),
-            r#""{\"$json\": 1}""#
-        );
+        // A text column holds text, whatever it looks like.
+        assert_eq!(r(ValueKind::Text, t(r#"{"a": 1}"#)), r#""{\"a\": 1}""#);
+        assert_eq!(r(ValueKind::Text, t("[1, 2]")), r#""[1, 2]""#);
+        assert_eq!(r(ValueKind::Json, t(r#"{"a": 1}"#)), r#"{"a": 1}"#);
+        assert_eq!(r(ValueKind::Json, t("[1, 2]")), "[1, 2]");
         assert_eq!(r(ValueKind::Text, t("12")), r#""12""#);
         assert_eq!(r(ValueKind::Json, t("12")), "12");
         assert_eq!(r(ValueKind::Json, t("null")), r#"{"$json":null}"#);

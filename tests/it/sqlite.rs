@@ -277,7 +277,7 @@ fn dump_values_are_exact() {
             ),
             r#"{"id":2,"i":9223372036854775807,"r":1e300,"s":"","b":"\\x","n":12,"u":7.5,"j":{"$json":null},"flag":false}"#.to_string(),
             r#"{"id":3,"i":-9223372036854775808,"r":5e-324,"s":"[x]","b":"\\x00","n":12.5,"u":"7","j":"s","flag":2}"#.to_string(),
-            r#"{"id":4,"i":1.5,"r":0.3333333333333333,"s":{"k": 1},"b":null,"n":null,"u":"\\x07","j":null,"flag":null}"#.to_string(),
+            r#"{"id":4,"i":1.5,"r":0.3333333333333333,"s":"{\"k\": 1}","b":null,"n":null,"u":"\\x07","j":null,"flag":null}"#.to_string(),
             r#"{"id":5,"i":null,"r":"Infinity","s":"plain","b":null,"n":null,"u":null,"j":null,"flag":null}"#.to_string(),
             r#"{"id":6,"i":null,"r":"-Infinity","s":null,"b":null,"n":null,"u":-0.0,"j":null,"flag":null}"#.to_string(),
             r#"{"id":7,"i":null,"r":1.2345678901234568e20,"s":null,"b":null,"n":null,"u":"\\x41","j":null,"flag":null}"#.to_string(),
