@@ -513,7 +513,7 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// A value as an SQL literal, for messages and for the error-path lookups only.
+/// A value as an SQL literal, for messages only (statements bind their values).
 fn sql_literal(b: &Bind<'_>) -> String {
     match b {
         Bind::Null => "NULL".into(),
@@ -604,6 +604,25 @@ impl QueryId for Run<'_, '_> {
 
 fn run(c: &mut SqliteConnection, st: &Statement, binds: &[Bind<'_>]) -> QueryResult<usize> {
     ExecuteDsl::<SqliteConnection, Sqlite>::execute(Run { st, binds }, c)
+}
+
+// A `Run` can also be a query whose one column `j` is read by name (like `sql_query`).
+impl diesel::query_builder::Query for Run<'_, '_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::RunQueryDsl<SqliteConnection> for Run<'_, '_> {}
+
+#[derive(diesel::QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = Text)]
+    j: String,
+}
+
+/// Whether the statement (`SELECT CASE WHEN ... THEN 'true' ELSE 'false' END AS j`) says true.
+fn ask(c: &mut SqliteConnection, st: &Statement, binds: &[Bind<'_>]) -> QueryResult<bool> {
+    let rows: Vec<Flag> = diesel::RunQueryDsl::load(Run { st, binds }, c)?;
+    Ok(rows.first().is_some_and(|f| f.j == "true"))
 }
 
 /// The statements for one column set.
@@ -871,32 +890,40 @@ fn missing_parent(
                 ))
                 .ok()?;
         }
+        // The row's values for the key's columns (positions into `binds`) and, for the message,
+        // their rendering.
+        let mut slots = Vec::new();
         let mut values = Vec::new();
         for p in &fk {
             let pos = cols
                 .iter()
                 .position(|&ci| table.columns[ci].name.eq_ignore_ascii_case(&p.from));
-            match pos.map(|i| &binds[i]) {
-                Some(Bind::Null) | None => break,
-                Some(b) => values.push(sql_literal(b)),
+            match pos.map(|i| (i, &binds[i])) {
+                Some((_, Bind::Null)) | None => break,
+                Some((i, b)) => {
+                    slots.push(i);
+                    values.push(sql_literal(b));
+                }
             }
         }
-        if values.len() != fk.len() || to.len() != fk.len() {
+        if slots.len() != fk.len() || to.len() != fk.len() {
             continue;
         }
-        let cond: Vec<String> = to
-            .iter()
-            .zip(&values)
-            .map(|(t, v)| format!("{} = {v}", quote_ident(t)))
-            .collect();
-        let exists: i64 = conn
-            .query_json(&format!(
-                "SELECT CAST(EXISTS (SELECT 1 FROM main.{} WHERE {}) AS TEXT) AS j",
-                quote_ident(parent),
-                cond.join(" AND ")
-            ))
-            .ok()?;
-        if exists == 0 {
+        // Values are bound, never spliced into the SQL.
+        let mut st = Statement::new();
+        st.sql(&format!(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM main.{} WHERE ",
+            quote_ident(parent)
+        ));
+        for (n, (t, &slot)) in to.iter().zip(&slots).enumerate() {
+            if n > 0 {
+                st.sql(" AND ");
+            }
+            st.sql(&format!("{} = ", quote_ident(t))).bind(slot);
+        }
+        st.sql(") THEN 'true' ELSE 'false' END AS j");
+        let exists = ask(sqlite(conn).ok()?, &st, binds).ok()?;
+        if !exists {
             let from: Vec<String> = fk.iter().map(|p| p.from.clone()).collect();
             return Some((
                 from.join(", "),
