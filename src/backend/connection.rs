@@ -75,6 +75,10 @@ impl DatabaseUrl {
             }
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)));
         }
+        if looks_like_conninfo(raw) {
+            // libpq's `host=... dbname=...` form.
+            return Ok(DatabaseUrl::Postgres(raw.to_string()));
+        }
         if let Some((scheme, _)) = raw.split_once("://") {
             let reason = match scheme.to_ascii_lowercase().as_str() {
                 "mysql" | "mariadb" => "MySQL/MariaDB is not supported yet".to_string(),
@@ -97,6 +101,23 @@ impl DatabaseUrl {
 
     /// What a connection error names: host, port and database (PostgreSQL) or the file.
     pub fn target(&self) -> String {
+        if let DatabaseUrl::Postgres(u) = self {
+            if looks_like_conninfo(u) {
+                let pairs = conninfo_pairs(u);
+                let get = |k: &str| {
+                    pairs
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v.as_str())
+                };
+                return format!(
+                    "database {:?} on {}:{}",
+                    get("dbname").unwrap_or(""),
+                    get("host").or(get("hostaddr")).unwrap_or("localhost"),
+                    get("port").unwrap_or("5432")
+                );
+            }
+        }
         match self {
             DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
                 Ok(p) => format!(
@@ -118,6 +139,20 @@ impl DatabaseUrl {
 /// a `password=` query parameter. Text that is not a URL is returned unchanged only when it
 /// cannot contain a password (no `@` and no `password`); otherwise it is replaced by a marker.
 pub fn redact_url(raw: &str) -> String {
+    if looks_like_conninfo(raw) {
+        return conninfo_pairs(raw)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "***".to_string()
+                } else {
+                    v
+                };
+                format!("{k}={v}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     match url::Url::parse(raw) {
         Ok(mut u) => {
             if u.password().is_some() {
@@ -143,6 +178,52 @@ pub fn redact_url(raw: &str) -> String {
         }
         Err(_) => raw.to_string(),
     }
+}
+
+/// libpq's keyword/value connection string (`host=db dbname=app user=me`): no scheme, and it
+/// starts with `keyword=`.
+fn looks_like_conninfo(s: &str) -> bool {
+    let s = s.trim_start();
+    !s.contains("://")
+        && s.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+/// The `keyword=value` pairs of a connection string (single-quoted values may hold spaces).
+fn conninfo_pairs(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|&c| c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'=').is_none() {
+            out.push((key, String::new()));
+            continue;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        out.push((key, value));
+    }
+    out
 }
 
 /// An open connection to one of the supported backends.
@@ -314,10 +395,17 @@ impl Connection {
 
 /// libpq echoes connection parameters in a few messages; make sure the password is not among them.
 fn scrub(message: &str, url: &str) -> String {
-    match url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned))
-    {
+    let password = if looks_like_conninfo(url) {
+        conninfo_pairs(url)
+            .into_iter()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v)
+    } else {
+        url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+    };
+    match password {
         Some(pw) if !pw.is_empty() => {
             let decoded = percent_decode(&pw);
             message.replace(&pw, "***").replace(&decoded, "***")
@@ -405,6 +493,24 @@ mod tests {
         let u = DatabaseUrl::parse("postgres://bob:hunter2@10.0.0.9:5433/shop").unwrap();
         assert_eq!(u.target(), "database \"shop\" on 10.0.0.9:5433");
         assert_eq!(u.to_string(), "postgres://bob@10.0.0.9:5433/shop");
+    }
+
+    #[test]
+    fn keyword_value_connection_strings_are_postgres_and_redacted() {
+        let raw = "host=127.0.0.1 password='s3 cr3t' dbname=app port=6543";
+        let u = DatabaseUrl::parse(raw).unwrap();
+        assert_eq!(u.backend(), Backend::Postgres);
+        assert_eq!(u.target(), "database \"app\" on 127.0.0.1:6543");
+        let shown = u.to_string();
+        assert!(
+            !shown.contains("s3") && shown.contains("password=***"),
+            "{shown}"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("./data=old.db").unwrap().backend(),
+            Backend::Sqlite,
+            "a path with '=' is still a path"
+        );
     }
 
     #[test]

@@ -119,6 +119,16 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The table's own rows in SQL (`FROM`, `TRUNCATE`, `DELETE`): `ONLY "s"."t"` for a plain
+    /// table, whose inheritance children are tables of their own; a partitioned parent stands
+    /// for its partitions.
+    pub fn own_rows_sql(&self) -> String {
+        match self.kind {
+            TableKind::Ordinary => format!("ONLY {}", self.name.sql()),
+            TableKind::Partitioned => self.name.sql(),
+        }
+    }
+
     /// Columns whose values appear in fixtures (generated columns are recomputed by the database).
     pub fn stored_columns(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| !c.generated)
@@ -155,6 +165,9 @@ pub struct Sequence {
     pub min: i128,
     #[serde(deserialize_with = "de_i128")]
     pub max: i128,
+    /// CYCLE: past its bound it wraps around instead of failing.
+    #[serde(default)]
+    pub cycle: bool,
     pub feeds: Vec<SequenceUse>,
 }
 

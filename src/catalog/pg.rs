@@ -146,7 +146,7 @@ feeds AS (
 SELECT json_agg(json_build_object(
     'name', json_build_object('schema', sn.nspname, 'name', sc.relname),
     'start', s.seqstart::text, 'increment', s.seqincrement::text,
-    'min', s.seqmin::text, 'max', s.seqmax::text,
+    'min', s.seqmin::text, 'max', s.seqmax::text, 'cycle', s.seqcycle,
     'feeds', coalesce(f.feeds, '[]'::json))
   ORDER BY sn.nspname, sc.relname)::text AS j
   FROM pg_sequence s

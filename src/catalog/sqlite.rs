@@ -228,6 +228,7 @@ fn build(mut raw: Vec<RawTable>, rows: &HashMap<String, f64>) -> Catalog {
                 increment: 1,
                 min: 1,
                 max: i64::MAX as i128,
+                cycle: false,
                 feeds: vec![SequenceUse {
                     table: name.clone(),
                     column: rowid_alias.unwrap_or_default().to_string(),

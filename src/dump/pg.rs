@@ -9,7 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
 use crate::backend::pg_copy::{copy_out, CopyError};
-use crate::catalog::{quote_ident, Table, TableKind, ValueKind};
+use crate::catalog::{quote_ident, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Result};
 use crate::format::copy_text::{push_json_string, CopyRow};
 use crate::format::value::push_json;
@@ -54,19 +54,12 @@ pub(crate) fn copy_source(table: &Table) -> String {
         let pk: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();
         format!(" ORDER BY {}", pk.join(", "))
     };
-    // Partitioned parents stand for their partitions; plain tables exclude inheritance children,
-    // which are tables of their own.
-    let only = if table.kind == TableKind::Ordinary {
-        "ONLY "
-    } else {
-        ""
-    };
     let list = if cols.is_empty() {
         "NULL".to_string()
     } else {
         cols.join(", ")
     };
-    format!("(SELECT {list} FROM {only}{}{order})", table.name.sql())
+    format!("(SELECT {list} FROM {}{order})", table.own_rows_sql())
 }
 
 pub(super) fn dump_table<W: Write>(

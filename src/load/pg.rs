@@ -133,7 +133,7 @@ pub(super) fn restore_sequences(
 pub(super) fn is_empty(conn: &mut Connection, table: &Table) -> Result<bool> {
     conn.query_json(&format!(
         "SELECT to_json(NOT EXISTS (SELECT 1 FROM {}))::text AS j",
-        table.name.sql()
+        table.own_rows_sql()
     ))
 }
 
@@ -173,15 +173,16 @@ pub(super) fn empty_tables(
         i += 1;
     }
     if truncate {
+        // ONLY: inheritance children are not in the fixtures and keep their rows.
         let list: Vec<String> = names
             .iter()
-            .map(|&t| catalog.tables[t].name.sql())
+            .map(|&t| catalog.tables[t].own_rows_sql())
             .collect();
         return conn.execute(&format!("TRUNCATE {}", list.join(", ")));
     }
     let deletes: Vec<String> = tables
         .iter()
-        .map(|&t| format!("DELETE FROM {}", catalog.tables[t].name.sql()))
+        .map(|&t| format!("DELETE FROM {}", catalog.tables[t].own_rows_sql()))
         .collect();
     let (last, ctes) = deletes.split_last().expect("at least one table");
     let with: Vec<String> = ctes

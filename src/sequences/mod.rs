@@ -37,6 +37,9 @@ pub enum Status {
     /// `nextval` fails now (the sequence reached MAXVALUE/MINVALUE), or no next value past the
     /// data fits within MINVALUE..MAXVALUE.
     Exhausted,
+    /// A column it feeds is not numeric (e.g. `'INV-' || nextval(...)`), so collisions cannot be
+    /// checked; realignment only ever moves it forward.
+    Unchecked,
 }
 
 impl Status {
@@ -46,6 +49,7 @@ impl Status {
             Status::Behind => "behind",
             Status::Ahead => "ahead",
             Status::Exhausted => "exhausted",
+            Status::Unchecked => "unchecked",
         }
     }
 }
@@ -240,7 +244,10 @@ pub(crate) fn realign(
         // A sequence already past its bounds (nextval fails) is moved back even then.
         let seq = &catalog.sequences[s];
         let usable = (seq.min..=seq.max).contains(&state.next_value);
-        if never_rewind && usable {
+        // A sequence feeding a non-numeric column (`'INV-' || nextval(...)`) may only move
+        // forward: values it handed out cannot be read back from that column.
+        let forward_only = never_rewind || state.status == Status::Unchecked;
+        if forward_only && usable {
             target = if state.increment > 0 {
                 target.max(state.next_value)
             } else {
@@ -323,13 +330,19 @@ fn states(
     };
     let mut out = Vec::with_capacity(seqs.len());
     for (i, seq) in seqs.iter().enumerate() {
-        let (last_value, next_value) = current[i];
+        let (last_value, mut next_value) = current[i];
         let ascending = seq.increment > 0;
+        // A CYCLE sequence past its bound wraps around instead of failing.
+        if seq.cycle && !(seq.min..=seq.max).contains(&next_value) {
+            next_value = if ascending { seq.min } else { seq.max };
+        }
         let (max, min) = extremes[i];
         let extreme = if ascending { max } else { min };
         let target = target_for(seq, extreme);
         let in_bounds = (seq.min..=seq.max).contains(&next_value);
         let status = match (target, extreme) {
+            // Some fed column is not numeric: its values cannot be compared with the sequence.
+            _ if !skipped[i].is_empty() => Status::Unchecked,
             (None, _) => Status::Exhausted,
             // nextval would fail: MAXVALUE (MINVALUE) was reached.
             _ if !in_bounds => Status::Exhausted,
@@ -415,6 +428,7 @@ mod tests {
             increment: inc,
             min,
             max,
+            cycle: false,
             feeds: vec![],
         }
     }

@@ -174,6 +174,15 @@ fn password_never_appears_in_output() {
             ]);
             c
         }),
+        ("keyword/value connection string", {
+            let mut c = cmd();
+            c.args([
+                "sequences",
+                "--database-url",
+                "host=127.0.0.1 port=1 user=postgres password=S3cretPw dbname=x",
+            ]);
+            c
+        }),
     ];
     for (how, mut c) in runs {
         let out = c.output().unwrap();

@@ -2061,3 +2061,28 @@ fn library_load_twice_and_inside_a_callers_transaction() {
     assert_eq!(int(&db, "SELECT count(*) FROM users"), 5);
     demo_inserts_succeed(&db);
 }
+
+#[test]
+fn replace_never_empties_inheritance_children() {
+    let db = TestDb::new("replace_inherit_test");
+    db.sql(
+        "CREATE TABLE parent (id serial PRIMARY KEY, name text);
+         CREATE TABLE child (extra int) INHERITS (parent);
+         INSERT INTO parent (name) VALUES ('p1');
+         INSERT INTO child (name, extra) VALUES ('c1', 1), ('c2', 2);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "p.json",
+        r#"{"parent": [{"id": 10, "name": "x"}]}"#,
+    );
+    load(&db, &["--mode", "replace", path_str(&f)]);
+    assert_eq!(int(&db, "SELECT count(*) FROM ONLY parent"), 1);
+    assert_eq!(scalar(&db, "SELECT name FROM ONLY parent"), "x");
+    assert_eq!(
+        int(&db, "SELECT count(*) FROM child"),
+        2,
+        "the child table is not in the fixture"
+    );
+}

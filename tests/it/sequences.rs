@@ -1016,3 +1016,37 @@ fn realign_1000_tables_fast() {
     }
     assert_eq!(aligned, N as i64);
 }
+
+#[test]
+fn sequence_feeding_a_text_column_is_unchecked_and_never_moves_back() {
+    let db = TestDb::new("text_fed_sequence");
+    db.sql(
+        "CREATE SEQUENCE inv_seq;
+         CREATE TABLE inv (code text PRIMARY KEY DEFAULT 'INV-' || nextval('inv_seq'), amt int);
+         INSERT INTO inv (amt) VALUES (1), (2), (3);",
+    );
+    assert_eq!(statuses(&db), map(&[("inv_seq", "unchecked")]));
+    // The check cannot tell, so it does not fail; the reset must not rewind to START.
+    assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+    let out = reset(&db, &[]);
+    assert!(out.stderr.contains("moved 0"), "{out:#?}");
+    assert_eq!(
+        db.query_scalar("INSERT INTO inv (amt) VALUES (4) RETURNING code")
+            .as_deref(),
+        Some("INV-4")
+    );
+}
+
+#[test]
+fn cycling_sequence_wraps_instead_of_being_exhausted() {
+    let db = TestDb::new("cycle_sequence");
+    db.sql(
+        "CREATE SEQUENCE cyc_seq MAXVALUE 5 CYCLE;
+         CREATE TABLE cyc (id int DEFAULT nextval('cyc_seq'), note text);
+         SELECT setval('cyc_seq', 5);",
+    );
+    let seqs = sequences_json(&db);
+    assert_eq!(seqs["cyc_seq"]["next_value"], 1, "{seqs:#?}");
+    assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+    assert_eq!(int(&db, "SELECT nextval('cyc_seq')"), 1);
+}
