@@ -19,7 +19,7 @@ use dbfixtures::dump::{self, DumpOptions};
 use dbfixtures::load::LoadOptions;
 use dbfixtures::NoProgress;
 
-use crate::support::{cmd, ident, TestDb};
+use crate::support::{cmd, ident, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -48,14 +48,6 @@ fn dump_tables(db: &TestDb, tables: &[&str]) -> String {
     )
 }
 
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `dbfixtures ARGS --database-url URL` in `dir` (the support's empty dir when None).
 fn dbf_in(db: &TestDb, dir: Option<&Path>, args: &[&str]) -> Out {
     let mut c = cmd();
@@ -68,11 +60,7 @@ fn dbf_in(db: &TestDb, dir: Option<&Path>, args: &[&str]) -> Out {
         .arg(db.url())
         .output()
         .expect("run dbfixtures");
-    Out {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
+    Out::from(out)
 }
 
 fn dbf(db: &TestDb, args: &[&str]) -> Out {

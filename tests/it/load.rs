@@ -17,18 +17,10 @@ use dbfixtures::backend::TxMode;
 use dbfixtures::load::{load_paths, LoadOptions, Mode};
 use dbfixtures::{Error, NoProgress};
 
-use crate::support::{cmd, ident, TestDb};
+use crate::support::{cmd, ident, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs `dbfixtures ARGS --database-url URL` against `db`.
 fn dbf(db: &TestDb, args: &[&str]) -> Out {
@@ -42,11 +34,7 @@ fn dbf_stdin(db: &TestDb, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
         c.write_stdin(input);
     }
     let out = c.output().expect("run dbfixtures");
-    Out {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
+    Out::from(out)
 }
 
 /// `load ARGS`, which must succeed; returns its output.

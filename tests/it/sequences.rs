@@ -18,15 +18,7 @@ use serde_json::Value;
 use dbfixtures::backend::TxMode;
 use dbfixtures::sequences::{self, ResetOptions};
 
-use crate::support::{cmd, TestDb};
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::support::{cmd, Out, TestDb};
 
 /// Runs `dbfixtures ARGS --database-url URL` against `db`.
 fn dbf(db: &TestDb, args: &[&str]) -> Out {
@@ -36,11 +28,7 @@ fn dbf(db: &TestDb, args: &[&str]) -> Out {
         .arg(db.url())
         .output()
         .expect("run dbfixtures");
-    Out {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
+    Out::from(out)
 }
 
 /// `reset-sequences ARGS`, which must succeed.

@@ -15,18 +15,10 @@ use serde_json::Value;
 use dbfixtures::load::{load_paths, LoadOptions, LoadReport, Mode};
 use dbfixtures::{Connection, DatabaseUrl, NoProgress};
 
-use crate::support::{cmd, TestDb};
+use crate::support::{cmd, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs `dbfixtures ARGS` (in `dir` when given, else in an empty directory).
 fn run_in(dir: Option<&Path>, args: &[&str]) -> Out {
@@ -35,11 +27,7 @@ fn run_in(dir: Option<&Path>, args: &[&str]) -> Out {
         c.current_dir(d);
     }
     let out = c.args(args).output().expect("run dbfixtures");
-    Out {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
+    Out::from(out)
 }
 
 fn assert_contains(haystack: &str, needles: &[&str]) {

@@ -160,6 +160,24 @@ impl Drop for TestDb {
     }
 }
 
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Out {
+    fn from(out: std::process::Output) -> Out {
+        Out {
+            code: out.status.code().expect("exited normally"),
+            stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+        }
+    }
+}
+
 /// The `dbfixtures` binary, run in an empty directory with `DATABASE_URL` removed from its
 /// environment, so neither the developer's environment nor a `.env` file reaches a test unless
 /// the test sets it (`.env(..)`, `.current_dir(..)`). `--quiet` is not added.
