@@ -441,6 +441,16 @@ pub fn resolve_sqlite_path(url: DatabaseUrl, base: &Path) -> DatabaseUrl {
     }
 }
 
+/// A SQLite database in a temporary directory with `ddl` applied, for unit tests.
+#[cfg(test)]
+pub(crate) fn temp_sqlite(ddl: &str) -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+    let mut conn = Connection::open(&url, true).unwrap();
+    conn.execute(ddl).unwrap();
+    (dir, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

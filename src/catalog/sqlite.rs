@@ -410,7 +410,6 @@ pub(crate) fn has_autoincrement_keyword(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::DatabaseUrl;
 
     #[test]
     fn kinds_follow_affinity_rules() {
@@ -467,13 +466,7 @@ mod tests {
         }
     }
 
-    fn temp_db(ddl: &str) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
-        let mut conn = Connection::open(&url, true).unwrap();
-        conn.execute(ddl).unwrap();
-        (dir, conn)
-    }
+    use crate::backend::connection::temp_sqlite as temp_db;
 
     fn qn(name: &str) -> QualifiedName {
         main_name(name)

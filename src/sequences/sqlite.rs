@@ -200,16 +200,9 @@ pub(super) fn display_move(seq: &Sequence, target: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::DatabaseUrl;
     use crate::sequences::{inspect, reset, ResetOptions, Status};
 
-    fn temp_db(ddl: &str) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
-        let mut conn = Connection::open(&url, true).unwrap();
-        conn.execute(ddl).unwrap();
-        (dir, conn)
-    }
+    use crate::backend::connection::temp_sqlite as temp_db;
 
     fn seq_rows(conn: &mut Connection) -> Vec<(String, i64)> {
         #[derive(Deserialize)]

@@ -19,7 +19,7 @@ use dbfixtures::dump::{self, DumpOptions};
 use dbfixtures::load::LoadOptions;
 use dbfixtures::NoProgress;
 
-use crate::support::{cmd, ident, Out, TestDb};
+use crate::support::{cmd, db_cmd, dbf, ident, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -50,21 +50,11 @@ fn dump_tables(db: &TestDb, tables: &[&str]) -> String {
 
 /// Runs `dbfixtures ARGS --database-url URL` in `dir` (the support's empty dir when None).
 fn dbf_in(db: &TestDb, dir: Option<&Path>, args: &[&str]) -> Out {
-    let mut c = cmd();
+    let mut c = db_cmd(db, args);
     if let Some(d) = dir {
         c.current_dir(d);
     }
-    let out = c
-        .args(args)
-        .arg("--database-url")
-        .arg(db.url())
-        .output()
-        .expect("run dbfixtures");
-    Out::from(out)
-}
-
-fn dbf(db: &TestDb, args: &[&str]) -> Out {
-    dbf_in(db, None, args)
+    Out::from(c.output().expect("run dbfixtures"))
 }
 
 /// Loads fixture files with the library's `load_paths` (default mode, upsert).

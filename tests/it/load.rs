@@ -17,19 +17,14 @@ use dbfixtures::backend::TxMode;
 use dbfixtures::load::{load_paths, LoadOptions, Mode};
 use dbfixtures::{Error, NoProgress};
 
-use crate::support::{cmd, ident, Out, TestDb};
+use crate::support::{cmd, db_cmd, dbf, ident, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 /// Runs `dbfixtures ARGS --database-url URL` against `db`.
-fn dbf(db: &TestDb, args: &[&str]) -> Out {
-    dbf_stdin(db, args, None)
-}
-
 fn dbf_stdin(db: &TestDb, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
-    let mut c = cmd();
-    c.args(args).arg("--database-url").arg(db.url());
+    let mut c = db_cmd(db, args);
     if let Some(input) = stdin {
         c.write_stdin(input);
     }

@@ -18,18 +18,7 @@ use serde_json::Value;
 use dbfixtures::backend::TxMode;
 use dbfixtures::sequences::{self, ResetOptions};
 
-use crate::support::{cmd, Out, TestDb};
-
-/// Runs `dbfixtures ARGS --database-url URL` against `db`.
-fn dbf(db: &TestDb, args: &[&str]) -> Out {
-    let out = cmd()
-        .args(args)
-        .arg("--database-url")
-        .arg(db.url())
-        .output()
-        .expect("run dbfixtures");
-    Out::from(out)
-}
+use crate::support::{dbf, Out, TestDb};
 
 /// `reset-sequences ARGS`, which must succeed.
 fn reset(db: &TestDb, args: &[&str]) -> Out {

@@ -196,6 +196,18 @@ pub fn cmd() -> assert_cmd::Command {
     c
 }
 
+/// [`cmd`] with `ARGS --database-url URL` for `db`.
+pub fn db_cmd(db: &TestDb, args: &[&str]) -> assert_cmd::Command {
+    let mut c = cmd();
+    c.args(args).arg("--database-url").arg(db.url());
+    c
+}
+
+/// Runs `dbfixtures ARGS --database-url URL` against `db` and captures what it printed.
+pub fn dbf(db: &TestDb, args: &[&str]) -> Out {
+    Out::from(db_cmd(db, args).output().expect("run dbfixtures"))
+}
+
 /// Double-quotes an identifier.
 pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
