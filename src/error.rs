@@ -102,6 +102,10 @@ pub enum Error {
 
     #[error("migrations in {dir}: {message}")]
     Migration { dir: PathBuf, message: String },
+
+    /// A configuration file that cannot be read as one (see [`crate::config`]).
+    #[error("config file {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
 }
 
 impl Error {

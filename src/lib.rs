@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod config;
 pub mod dump;
 pub mod error;
 pub mod format;

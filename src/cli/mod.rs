@@ -41,6 +41,11 @@ pub struct Args {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Options file (TOML: [subset], [mask], [django] sections); flags override it
+    /// [default: ./dbfixtures.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE", env = "DBFIXTURES_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -171,6 +176,8 @@ impl Messages {
 
 pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
+    // Read before connecting, so a broken file is reported without touching the database.
+    let _config = dbfixtures::config::Config::discover(args.config.as_deref())?;
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match args.command {
         Command::Dump(a) => {

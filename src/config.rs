@@ -1,0 +1,126 @@
+//! `config`: the optional TOML file that keeps long-lived options (subset rules, masks, Django
+//! model names) in version control.
+//!
+//! Where it comes from: `--config PATH` (or `DBFIXTURES_CONFIG`), else `dbfixtures.toml` in the
+//! current directory when it exists, else nothing. A named file that is missing is an error; the
+//! implicit one is optional.
+//!
+//! Invariants:
+//! - Unknown sections and keys are errors naming the file, so a typo never silently drops a rule.
+//! - The file only supplies defaults: every command-line flag overrides or extends it (the
+//!   merging is done by the command that uses a section, documented there).
+//! - Each section is owned by the module it configures: `[subset]` by `subset`, `[mask]` by
+//!   `mask`, `[django]` by `format::django`. This file only parses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The file name looked for in the current directory when no `--config` is given.
+pub const DEFAULT_FILE: &str = "dbfixtures.toml";
+
+/// The whole configuration file. Every section is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The file this came from (None for the built-in empty configuration).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub subset: SubsetSection,
+    #[serde(default)]
+    pub mask: MaskSection,
+    #[serde(default)]
+    pub django: DjangoSection,
+}
+
+impl Config {
+    /// Reads `explicit` when given (it must exist), else `dbfixtures.toml` in the current
+    /// directory when it exists, else returns the empty configuration.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config> {
+        match explicit {
+            Some(p) => Config::read(p),
+            None => {
+                let p = Path::new(DEFAULT_FILE);
+                if p.is_file() {
+                    Config::read(p)
+                } else {
+                    Ok(Config::default())
+                }
+            }
+        }
+    }
+
+    /// Reads and parses one file.
+    pub fn read(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error is the parser's message (with line and column).
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+}
+
+// ---- [subset] (owned by `subset`) -------------------------------------------------------------
+
+/// `[subset]`: the rules of a subset dump (see `subset`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetSection {}
+
+// ---- [mask] (owned by `mask`) -----------------------------------------------------------------
+
+/// `[mask]`: masking rules applied on dump (see `mask`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSection {}
+
+// ---- [django] (owned by `format::django`) -----------------------------------------------------
+
+/// `[django]`: Django model names for tables (see `format::django`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DjangoSection {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_is_the_default_config() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_section_is_an_error_naming_it() {
+        let e = Config::parse("[subsett]\n").unwrap_err();
+        assert!(e.contains("subsett"), "{e}");
+    }
+
+    #[test]
+    fn read_names_the_file_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dbfixtures.toml");
+        std::fs::write(&p, "[nope]\n").unwrap();
+        let e = Config::read(&p).unwrap_err().to_string();
+        assert!(e.contains("dbfixtures.toml") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let e = Config::discover(Some(Path::new("/nonexistent/dbf.toml"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/dbf.toml"), "{e}");
+    }
+}
