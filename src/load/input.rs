@@ -90,6 +90,11 @@ fn file_input(path: PathBuf) -> Input {
 pub(crate) type Reader = FixtureReader<Box<dyn BufRead>>;
 
 impl Input {
+    /// The file read (for stdin, its spool file).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     fn open_raw(&self) -> Result<Box<dyn BufRead>> {
         let f = File::open(&self.path).map_err(|e| Error::io(&self.name, e))?;
         Ok(if self.gzip {

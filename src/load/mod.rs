@@ -217,6 +217,20 @@ pub fn load_paths(
     }
 }
 
+/// The files a load of `paths` reads, in the order it reads them (directories expanded as
+/// [`load_paths`] expands them). `-` (stdin) is refused: its bytes cannot be read twice.
+pub(crate) fn fixture_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.iter().any(|p| p.as_os_str() == "-") {
+        return Err(Error::Invalid(
+            "fixtures from stdin (-) cannot be used here; name the files".into(),
+        ));
+    }
+    Ok(input::expand(paths)?
+        .iter()
+        .map(|i| i.path().to_path_buf())
+        .collect())
+}
+
 /// Realignment moves as seen from before the load: rows that leave their id to its default (or
 /// an upsert's proposed rows that then conflict) draw values during the load, and a sequence
 /// realigned back to where it started has not moved.

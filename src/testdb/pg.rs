@@ -1,0 +1,520 @@
+//! PostgreSQL side of `testdb`: the admin connection pool, building the template under a
+//! session advisory lock, `CREATE DATABASE ... TEMPLATE`, dropping and pruning.
+//!
+//! Every name used in SQL is one we generated from a checked prefix and a hex key, and is
+//! still quoted as an identifier; comments are quoted as literals.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{
+    lock, next_serial, populate, short_key, unix_now, BuildSpec, Kind, Made, Meta, PruneOptions,
+    PruneReport, Strategy, COMMENT_MARKER,
+};
+use crate::backend::{Connection, DatabaseUrl};
+use crate::catalog::{quote_ident, quote_literal};
+use crate::error::{Error, Result};
+
+/// What the key and the clone statement depend on.
+pub(crate) struct Info {
+    /// `server_version_num`, e.g. 150004.
+    pub version_num: u32,
+    /// The version string (part of the template key).
+    pub version: String,
+    pub fsync: bool,
+}
+
+pub(crate) struct Server {
+    /// The URL as given (password included: it is needed to connect).
+    raw: String,
+    pool: Mutex<Vec<Connection>>,
+    info: OnceLock<Info>,
+}
+
+impl Server {
+    pub fn new(raw: String) -> Server {
+        Server {
+            raw,
+            pool: Mutex::new(Vec::new()),
+            info: OnceLock::new(),
+        }
+    }
+
+    /// The database named by the URL ("" when none).
+    pub fn database_name(&self) -> String {
+        database_of(&self.raw)
+    }
+
+    /// Runs `f` on a pooled admin connection (to the `postgres` database, else `template1`).
+    /// A connection whose call failed is not returned to the pool: it may be broken.
+    fn with_admin<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let pooled = lock(&self.pool).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect_admin()?,
+        };
+        let r = f(&mut conn);
+        if r.is_ok() {
+            lock(&self.pool).push(conn);
+        }
+        r
+    }
+
+    fn connect_admin(&self) -> Result<Connection> {
+        let first = Connection::open(&self.url_for("postgres"), false);
+        match first {
+            Err(Error::Connect { message, .. }) if message.contains("does not exist") => {
+                Connection::open(&self.url_for("template1"), false)
+            }
+            other => other,
+        }
+    }
+
+    pub fn url_for(&self, db: &str) -> DatabaseUrl {
+        DatabaseUrl::Postgres(url_with_database(&self.raw, db))
+    }
+
+    pub fn info(&self) -> Result<&Info> {
+        if let Some(i) = self.info.get() {
+            return Ok(i);
+        }
+        let (num, version, fsync): (String, String, String) = self.with_admin(|c| {
+            c.query_json(
+                "SELECT json_build_array(current_setting('server_version_num'), \
+                 current_setting('server_version'), current_setting('fsync'))::text AS j",
+            )
+        })?;
+        let info = Info {
+            version_num: num
+                .parse()
+                .map_err(|_| Error::db("reading the server version", &num))?,
+            version,
+            fsync: fsync == "on",
+        };
+        Ok(self.info.get_or_init(|| info))
+    }
+
+    fn drop_sql(&self, name: &str, force: bool) -> Result<String> {
+        let force = if force && self.info()?.version_num >= 130000 {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "DROP DATABASE IF EXISTS {}{force}",
+            quote_ident(name)
+        ))
+    }
+
+    /// Builds the template unless it exists; true when this call built it.
+    pub fn ensure_template(&self, spec: &BuildSpec<'_>) -> Result<bool> {
+        let template = format!("{}_t_{}", spec.prefix, short_key(spec.key));
+        if self.with_admin(|c| exists(c, &template))? {
+            return Ok(false);
+        }
+        let lock_key = advisory_key(spec.key);
+        let drop_build = self.drop_sql(&build_name(spec), true)?;
+        self.with_admin(|admin| {
+            admin.execute(&format!("SELECT pg_advisory_lock({lock_key})"))?;
+            let r = self.build_locked(admin, spec, &template, &drop_build);
+            let unlocked = admin.execute(&format!("SELECT pg_advisory_unlock({lock_key})"));
+            let built = r?;
+            unlocked?;
+            Ok(built)
+        })
+    }
+
+    fn build_locked(
+        &self,
+        admin: &mut Connection,
+        spec: &BuildSpec<'_>,
+        template: &str,
+        drop_build: &str,
+    ) -> Result<bool> {
+        // Another process may have built it while we waited for the lock.
+        if exists(admin, template)? {
+            return Ok(false);
+        }
+        let build = build_name(spec);
+        // Left by a builder that died (we hold the lock, so nobody is building it now).
+        admin.execute(drop_build)?;
+        admin.execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(&build)
+        ))?;
+        let meta = Meta::new(Kind::Build, spec.prefix, spec.key, std::process::id());
+        let filled = (|| {
+            comment(admin, &build, &meta)?;
+            let mut conn = Connection::open(&self.url_for(&build), false)?;
+            populate(&mut conn, spec.migrations, spec.fixtures, spec.mode)
+        })();
+        if let Err(e) = filled {
+            let _ = admin.execute(drop_build);
+            return Err(e);
+        }
+        let meta = Meta {
+            kind: Kind::Template,
+            ..meta
+        };
+        comment(admin, &build, &meta)?;
+        let b = quote_ident(&build);
+        admin.execute(&format!(
+            "ALTER DATABASE {b} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+        ))?;
+        // The build connection's backend may still be exiting: RENAME waits for it.
+        retry_while_accessed(|| {
+            admin.execute(&format!(
+                "ALTER DATABASE {b} RENAME TO {}",
+                quote_ident(template)
+            ))
+        })?;
+        Ok(true)
+    }
+
+    pub fn clone_template(
+        &self,
+        prefix: &str,
+        key: &str,
+        meta: &Meta,
+        strategy: Strategy,
+    ) -> Result<Made> {
+        let info = self.info()?;
+        let strategy = match (info.version_num >= 150000, strategy) {
+            (false, _) => "",
+            (true, Strategy::FileCopy) => " STRATEGY FILE_COPY",
+            (true, Strategy::WalLog) => " STRATEGY WAL_LOG",
+            (true, Strategy::Auto) if info.fsync => " STRATEGY WAL_LOG",
+            (true, Strategy::Auto) => " STRATEGY FILE_COPY",
+        };
+        let template = quote_ident(&format!("{prefix}_t_{}", short_key(key)));
+        self.create_named(prefix, key, meta, &format!("TEMPLATE {template}{strategy}"))
+    }
+
+    pub fn create_empty(&self, prefix: &str, key: &str, meta: &Meta) -> Result<Made> {
+        self.create_named(prefix, key, meta, "TEMPLATE template0")
+    }
+
+    fn create_named(&self, prefix: &str, key: &str, meta: &Meta, clause: &str) -> Result<Made> {
+        self.with_admin(|admin| {
+            for _ in 0..100 {
+                let name = format!(
+                    "{prefix}_c_{}_{}_{}",
+                    short_key(key),
+                    std::process::id(),
+                    next_serial()
+                );
+                match admin.execute(&format!("CREATE DATABASE {} {clause}", quote_ident(&name))) {
+                    // Same pid and counter from another host or an earlier run: next number.
+                    Err(Error::Database { message, .. }) if message.contains("already exists") => {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+                if let Err(e) = comment(admin, &name, meta) {
+                    let _ = admin.execute(&format!("DROP DATABASE {}", quote_ident(&name)));
+                    return Err(e);
+                }
+                return Ok(Made {
+                    url: self.url_for(&name),
+                    name,
+                    lock: None,
+                });
+            }
+            Err(Error::Invalid("could not find a free database name".into()))
+        })
+    }
+
+    pub fn drop_clone(&self, name: &str) -> Result<()> {
+        let sql = self.drop_sql(name, true)?;
+        self.with_admin(|admin| admin.execute(&sql))
+    }
+
+    pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        let force_build = self.info()?.version_num >= 130000;
+        self.with_admin(|admin| {
+            let rows: Vec<(String, String)> = admin.query_json(&format!(
+                "SELECT coalesce(json_agg(json_build_array(datname, d.description) \
+                 ORDER BY datname), '[]')::text AS j \
+                 FROM pg_database db JOIN pg_shdescription d \
+                   ON d.objoid = db.oid AND d.classoid = 'pg_database'::regclass \
+                 WHERE starts_with(d.description, {})",
+                quote_literal(COMMENT_MARKER)
+            ))?;
+            let now = unix_now();
+            let mut report = PruneReport::default();
+            for (name, text) in rows {
+                let Some(meta) = Meta::from_comment(&text) else {
+                    continue;
+                };
+                if opts.prefix.as_ref().is_some_and(|p| *p != meta.prefix) {
+                    continue;
+                }
+                let expired = match meta.kind {
+                    // A build nobody holds the lock for is a leftover, whatever its age.
+                    Kind::Build => true,
+                    _ => meta.expired(now, opts),
+                };
+                if !expired {
+                    report.kept += 1;
+                    continue;
+                }
+                if opts.dry_run {
+                    report.removed.push(name);
+                    continue;
+                }
+                let removed = match meta.kind {
+                    // Plain DROP: it fails while anyone is connected, which is what we want.
+                    Kind::Clone => {
+                        try_drop(admin, &format!("DROP DATABASE {}", quote_ident(&name)))?
+                    }
+                    Kind::Template | Kind::Build => {
+                        drop_template(admin, &name, &meta, force_build)?
+                    }
+                };
+                if removed {
+                    report.removed.push(name);
+                } else {
+                    report.in_use.push(name);
+                }
+            }
+            Ok(report)
+        })
+    }
+}
+
+/// Drops a template (or leftover build) unless its key's lock is held: a builder is at work.
+/// An in-flight clone holds the template's share lock, so DROP waits for it to finish.
+fn drop_template(admin: &mut Connection, name: &str, meta: &Meta, force: bool) -> Result<bool> {
+    let k = advisory_key(&meta.key);
+    let got: bool = admin.query_json(&format!(
+        "SELECT to_json(pg_try_advisory_lock({k}))::text AS j"
+    ))?;
+    if !got {
+        return Ok(false);
+    }
+    let q = quote_ident(name);
+    let r = (|| {
+        if meta.kind == Kind::Template {
+            admin.execute(&format!("ALTER DATABASE {q} WITH IS_TEMPLATE false"))?;
+        }
+        let force = if force && meta.kind == Kind::Build {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        let dropped = try_drop(admin, &format!("DROP DATABASE {q}{force}"))?;
+        if !dropped && meta.kind == Kind::Template {
+            admin.execute(&format!("ALTER DATABASE {q} WITH IS_TEMPLATE true"))?;
+        }
+        Ok(dropped)
+    })();
+    admin.execute(&format!("SELECT pg_advisory_unlock({k})"))?;
+    r
+}
+
+/// Runs a DROP; false when the database is in use.
+fn try_drop(admin: &mut Connection, sql: &str) -> Result<bool> {
+    match admin.execute(sql) {
+        Ok(()) => Ok(true),
+        Err(Error::Database { message, .. })
+            if message.contains("being accessed by other users") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `testdb drop URL`: only a database whose comment says testdb made it.
+pub(crate) fn drop_by_url(raw: &str) -> Result<()> {
+    let name = database_of(raw);
+    let server = Server::new(raw.to_string());
+    let comment: Option<String> = server.with_admin(|c| {
+        c.query_json(&format!(
+            "SELECT to_json(shobj_description(oid, 'pg_database'))::text AS j \
+             FROM pg_database WHERE datname = {}",
+            quote_literal(&name)
+        ))
+    })?;
+    let shown = DatabaseUrl::Postgres(raw.to_string());
+    match comment.as_deref().map(Meta::from_comment) {
+        None => Err(Error::Invalid(format!("{shown}: no such database"))),
+        Some(Some(m)) if m.kind == Kind::Clone => server.drop_clone(&name),
+        Some(_) => Err(Error::Invalid(format!(
+            "{shown}: not a database made by `dbfixtures testdb create`; refusing to drop it"
+        ))),
+    }
+}
+
+fn exists(admin: &mut Connection, name: &str) -> Result<bool> {
+    admin.query_json(&format!(
+        "SELECT to_json(EXISTS (SELECT 1 FROM pg_database WHERE datname = {}))::text AS j",
+        quote_literal(name)
+    ))
+}
+
+fn comment(admin: &mut Connection, name: &str, meta: &Meta) -> Result<()> {
+    admin.execute(&format!(
+        "COMMENT ON DATABASE {} IS {}",
+        quote_ident(name),
+        quote_literal(&meta.to_comment())
+    ))
+}
+
+fn build_name(spec: &BuildSpec<'_>) -> String {
+    format!("{}_b_{}", spec.prefix, short_key(spec.key))
+}
+
+/// The session advisory lock for a template key: its first 64 bits.
+fn advisory_key(key: &str) -> i64 {
+    u64::from_str_radix(short_key(key), 16).unwrap_or(0) as i64
+}
+
+fn retry_while_accessed(mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(Error::Database { message, .. })
+                if message.contains("being accessed by other users")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The database name of a URL or connection string ("" when it names none).
+fn database_of(raw: &str) -> String {
+    if raw.contains("://") {
+        return url::Url::parse(raw)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .map(|p| {
+                url::form_urlencoded::parse(format!("x={p}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or(p)
+            })
+            .unwrap_or_default();
+    }
+    raw.split_whitespace()
+        .filter_map(|kv| kv.strip_prefix("dbname="))
+        .next_back()
+        .map(|v| v.trim_matches('\'').to_string())
+        .unwrap_or_default()
+}
+
+/// The same server URL naming another database.
+fn url_with_database(raw: &str, db: &str) -> String {
+    if raw.contains("://") {
+        if let Ok(mut u) = url::Url::parse(raw) {
+            u.set_path(&format!("/{db}"));
+            return u.to_string();
+        }
+    }
+    // libpq keyword/value form: a later keyword overrides an earlier one.
+    format!("{raw} dbname={db}")
+}
+
+/// Where every sequence of a database stood, to put them back after a rolled-back test
+/// (nextval and setval are not undone by ROLLBACK).
+pub(crate) struct SequenceSnapshot {
+    names: Vec<String>,
+    /// One query per chunk of sequences, each answering `[[last_value, is_called], ...]`.
+    reads: Vec<String>,
+    saved: Vec<(String, bool)>,
+}
+
+/// Sequences per read query.
+const CHUNK: usize = 100;
+
+impl SequenceSnapshot {
+    pub fn take(conn: &mut Connection) -> Result<SequenceSnapshot> {
+        let names: Vec<String> = conn.query_json(
+            "SELECT coalesce(json_agg(format('%I.%I', n.nspname, c.relname) ORDER BY 1), '[]')::text AS j \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+        )?;
+        let reads = names
+            .chunks(CHUNK)
+            .map(|chunk| {
+                let parts: Vec<String> = chunk
+                    .iter()
+                    .map(|s| {
+                        format!("(SELECT json_build_array(last_value::text, is_called) FROM {s})")
+                    })
+                    .collect();
+                format!("SELECT json_build_array({})::text AS j", parts.join(", "))
+            })
+            .collect();
+        let mut snap = SequenceSnapshot {
+            names,
+            reads,
+            saved: Vec::new(),
+        };
+        snap.saved = snap.read(conn)?;
+        Ok(snap)
+    }
+
+    fn read(&self, conn: &mut Connection) -> Result<Vec<(String, bool)>> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for q in &self.reads {
+            let part: Vec<(String, bool)> = conn.query_json(q)?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// Moves back every sequence that moved since the snapshot.
+    pub fn restore(&self, conn: &mut Connection) -> Result<()> {
+        if self.names.is_empty() {
+            return Ok(());
+        }
+        let now = self.read(conn)?;
+        let moves: Vec<String> = self
+            .names
+            .iter()
+            .zip(self.saved.iter().zip(&now))
+            .filter(|(_, (before, after))| before != after)
+            .map(|(name, ((value, called), _))| {
+                format!(
+                    "SELECT setval({}::regclass, {value}, {called})",
+                    quote_literal(name)
+                )
+            })
+            .collect();
+        if moves.is_empty() {
+            return Ok(());
+        }
+        conn.execute(&moves.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_other_databases() {
+        assert_eq!(
+            url_with_database("postgres://u:pw@h:5433/app?sslmode=disable", "x_c_1"),
+            "postgres://u:pw@h:5433/x_c_1?sslmode=disable"
+        );
+        assert_eq!(
+            url_with_database("host=h dbname=app", "x"),
+            "host=h dbname=app dbname=x"
+        );
+        assert_eq!(database_of("postgres://u@h/app_test"), "app_test");
+        assert_eq!(database_of("postgres://u@h"), "");
+        assert_eq!(database_of("host=h dbname=app"), "app");
+    }
+
+    #[test]
+    fn advisory_keys_come_from_the_key() {
+        assert_eq!(advisory_key("0000000000000001ff"), 1);
+        assert_eq!(advisory_key("ffffffffffffffff00"), -1);
+    }
+}
