@@ -33,14 +33,20 @@ const BACKEND_FOLDERS: &[&str] = &["postgresql", "sqlite", "mysql"];
 /// Applies pending migrations found from the current directory the way the diesel CLI finds
 /// them. Returns the names of the migrations applied, in order.
 pub fn run_pending(conn: &mut Connection) -> Result<Vec<String>> {
+    let dir = find_from_current_dir(conn.backend())?;
+    run_pending_in(conn, &dir)
+}
+
+/// The migrations directory for `backend` as the diesel CLI finds it from the current
+/// directory and environment (see the module doc).
+pub fn find_from_current_dir(backend: Backend) -> Result<PathBuf> {
     let cwd = std::env::current_dir().map_err(|e| Error::io("<current directory>", e))?;
-    let dir = find_migrations_dir(
+    find_migrations_dir(
         &cwd,
-        conn.backend(),
+        backend,
         std::env::var_os("MIGRATION_DIRECTORY").map(PathBuf::from),
         std::env::var_os("DIESEL_CONFIG_FILE").map(PathBuf::from),
-    )?;
-    run_pending_in(conn, &dir)
+    )
 }
 
 /// Applies the pending migrations of `dir` (a diesel migrations directory).

@@ -5,6 +5,7 @@
 //! `--quiet` silences messages, never errors.
 
 mod term;
+mod testdb;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -61,6 +62,14 @@ pub enum Command {
     ResetSequences(ResetArgs),
     /// Show every sequence, the columns it feeds and whether it is safe
     Sequences(SequencesArgs),
+    /// Test databases cloned from a fixture-loaded template: create, drop, prune
+    Testdb(TestdbArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestdbArgs {
+    #[command(subcommand)]
+    pub command: testdb::TestdbCommand,
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +124,16 @@ pub enum LoadMode {
     Upsert,
     Insert,
     Replace,
+}
+
+impl From<LoadMode> for Mode {
+    fn from(m: LoadMode) -> Mode {
+        match m {
+            LoadMode::Upsert => Mode::Upsert,
+            LoadMode::Insert => Mode::Insert,
+            LoadMode::Replace => Mode::Replace,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,8 +197,13 @@ pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
     // Read before connecting, so a broken file is reported without touching the database.
     let _config = dbfixtures::config::Config::discover(args.config.as_deref())?;
+    let command = match args.command {
+        // testdb drop takes URLs of its own: --database-url is optional there.
+        Command::Testdb(t) => return testdb::run(args.database_url.as_deref(), t.command, &msg),
+        other => other,
+    };
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
-    match args.command {
+    match command {
         Command::Dump(a) => {
             let mut conn = Connection::open(&url, false)?;
             dump(&mut conn, a, &msg)
@@ -203,6 +227,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             let mut conn = Connection::open(&url, false)?;
             reset_sequences(&mut conn, a, &msg)
         }
+        Command::Testdb(_) => unreachable!("handled above"),
         Command::Sequences(a) => {
             let mut conn = Connection::open(&url, false)?;
             let states = sequences::inspect(&mut conn, &a.tables)?;

@@ -330,15 +330,16 @@ fn try_drop(admin: &mut Connection, sql: &str) -> Result<bool> {
 pub(crate) fn drop_by_url(raw: &str) -> Result<()> {
     let name = database_of(raw);
     let server = Server::new(raw.to_string());
-    let comment: Option<String> = server.with_admin(|c| {
+    // No row: no such database; a row with a NULL comment: not ours.
+    let comment: Option<(Option<String>,)> = server.with_admin(|c| {
         c.query_json(&format!(
-            "SELECT to_json(shobj_description(oid, 'pg_database'))::text AS j \
+            "SELECT json_build_array(shobj_description(oid, 'pg_database'))::text AS j \
              FROM pg_database WHERE datname = {}",
             quote_literal(&name)
         ))
     })?;
     let shown = DatabaseUrl::Postgres(raw.to_string());
-    match comment.as_deref().map(Meta::from_comment) {
+    match comment.map(|(c,)| c.as_deref().and_then(Meta::from_comment)) {
         None => Err(Error::Invalid(format!("{shown}: no such database"))),
         Some(Some(m)) if m.kind == Kind::Clone => server.drop_clone(&name),
         Some(_) => Err(Error::Invalid(format!(

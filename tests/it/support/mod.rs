@@ -490,3 +490,9 @@ impl Drop for DirLock {
         let _ = fs::remove_dir(&self.0);
     }
 }
+
+/// The test server's superuser URL (its `postgres` database), for code that creates databases
+/// of its own beside the per-test ones (testdb). Such code must only drop what it created.
+pub fn admin_url() -> String {
+    server().admin_url.clone()
+}

@@ -1,0 +1,148 @@
+//! `dbfixtures testdb create|drop|prune`: the template-and-clone test databases of
+//! `dbfixtures::testdb` for test suites in other languages. `create` prints the new database's
+//! URL on stdout (without password: pass it through PGPASSWORD or ~/.pgpass).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use dbfixtures::testdb::{self, PruneOptions, TestDbBuilder};
+use dbfixtures::{Error, Result};
+
+use super::{stdout_err, LoadMode, Messages, Outcome};
+
+#[derive(Debug, Subcommand)]
+pub enum TestdbCommand {
+    /// Make a database loaded with the fixtures (cloned from a template built once) and print
+    /// its URL
+    Create(CreateArgs),
+    /// Drop databases made by `testdb create`
+    Drop(DropArgs),
+    /// Remove leaked clones and old templates that nothing uses
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The template is keyed by a hash of dbfixtures' version, the server version, every \
+                  migration and fixture file and the load mode: change a byte and a new one is \
+                  built. Names: PREFIX_t_KEY (templates), PREFIX_c_KEY_PID_N (clones); PREFIX \
+                  defaults to the --database-url's database (SQLite: file) name."
+)]
+pub struct CreateArgs {
+    /// Fixture files or directories loaded into the template
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Apply the diesel migrations (directory found as `load --migrate` finds it) to the
+    /// template first
+    #[arg(long)]
+    pub migrate: bool,
+    /// The migrations directory to apply (implies --migrate)
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// How fixtures are loaded into the template
+    #[arg(long, value_enum, default_value_t = LoadMode::Upsert)]
+    pub mode: LoadMode,
+    /// Name prefix of the template and clones [default: the URL's database name]
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DropArgs {
+    /// URLs printed by `testdb create`
+    #[arg(required = true, value_name = "URL")]
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Only what was created with this prefix [default: the URL's database name]
+    #[arg(long, conflicts_with = "all")]
+    pub prefix: Option<String>,
+    /// Everything `testdb` created on the server, whatever its prefix
+    #[arg(long)]
+    pub all: bool,
+    /// Remove clones and templates at least this old (30s, 10m, 2h, 7d); clones whose owner
+    /// process on this host has exited go at any age
+    #[arg(long, value_name = "AGE", default_value = "1h")]
+    pub older_than: String,
+    /// List what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<Outcome> {
+    let server = || url.ok_or(Error::NoDatabaseUrl);
+    match command {
+        TestdbCommand::Create(a) => {
+            let mut b = TestDbBuilder::new(server()?)
+                .fixtures(a.paths)
+                .mode(a.mode.into());
+            let migrations = match (a.migrations, a.migrate) {
+                (Some(d), _) => Some(d),
+                (None, true) => Some(dbfixtures::migrate::find_from_current_dir(
+                    dbfixtures::DatabaseUrl::parse(server()?)?.backend(),
+                )?),
+                (None, false) => None,
+            };
+            if let Some(d) = migrations {
+                b = b.migrations(d);
+            }
+            if let Some(p) = a.prefix {
+                b = b.prefix(p);
+            }
+            // This process exits at once: the clone belongs to the test suite that ran it.
+            #[cfg(unix)]
+            {
+                b = b.owner_pid(std::os::unix::process::parent_id());
+            }
+            let db = b.create()?;
+            if db.built_template() {
+                let (template, _) = b.template()?;
+                msg.say(format!("built template {template}"));
+            }
+            let url = db.keep();
+            writeln!(std::io::stdout().lock(), "{url}").map_err(stdout_err)?;
+            Ok(Outcome::Ok)
+        }
+        TestdbCommand::Drop(a) => {
+            for u in &a.urls {
+                testdb::drop_database(u)?;
+                msg.say(format!("dropped {}", dbfixtures::DatabaseUrl::parse(u)?));
+            }
+            Ok(Outcome::Ok)
+        }
+        TestdbCommand::Prune(a) => {
+            let server = server()?;
+            let prefix = match (a.all, a.prefix) {
+                (true, _) => None,
+                (false, Some(p)) => Some(p),
+                (false, None) => Some(testdb::default_prefix(server)?),
+            };
+            let opts = PruneOptions {
+                prefix,
+                older_than: testdb::parse_duration(&a.older_than)?,
+                dry_run: a.dry_run,
+            };
+            let report = testdb::prune(server, &opts)?;
+            let mut out = std::io::stdout().lock();
+            for name in &report.removed {
+                writeln!(out, "{name}").map_err(stdout_err)?;
+            }
+            for name in &report.in_use {
+                msg.say(format!("kept {name}: in use"));
+            }
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            msg.say(format!(
+                "{verb} {}, kept {} in use and {} younger than {}.",
+                report.removed.len(),
+                report.in_use.len(),
+                report.kept,
+                a.older_than
+            ));
+            Ok(Outcome::Ok)
+        }
+    }
+}
