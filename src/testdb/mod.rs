@@ -557,7 +557,10 @@ impl RollbackDb {
     pub fn begin(&self) -> Result<TestTransaction<'_>> {
         let mut guard = lock(&self.state);
         begin_transaction(&mut guard.conn)?;
-        Ok(TestTransaction { guard })
+        Ok(TestTransaction {
+            guard,
+            finished: false,
+        })
     }
 
     /// The underlying database.
@@ -570,6 +573,7 @@ impl RollbackDb {
 /// sequences restored) on drop, also when the test panics.
 pub struct TestTransaction<'a> {
     guard: MutexGuard<'a, RollbackState>,
+    finished: bool,
 }
 
 impl std::ops::Deref for TestTransaction<'_> {
@@ -589,12 +593,13 @@ impl TestTransaction<'_> {
     /// Ends the test now, reporting a failed rollback or sequence restore (drop does the same
     /// and prints the error).
     pub fn rollback(mut self) -> Result<()> {
-        let r = self.finish();
-        std::mem::forget(self);
-        r
+        self.finish()
     }
 
     fn finish(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.finished, true) {
+            return Ok(());
+        }
         let state = &mut *self.guard;
         rollback_all(&mut state.conn)?;
         if let Some(s) = &state.sequences {

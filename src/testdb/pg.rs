@@ -112,7 +112,7 @@ impl Server {
         if self.with_admin(|c| exists(c, &template))? {
             return Ok(false);
         }
-        let lock_key = advisory_key(spec.key);
+        let lock_key = advisory_key(spec.prefix, spec.key);
         let drop_build = self.drop_sql(&build_name(spec), true)?;
         self.with_admin(|admin| {
             admin.execute(&format!("SELECT pg_advisory_lock({lock_key})"))?;
@@ -286,7 +286,7 @@ impl Server {
 /// Drops a template (or leftover build) unless its key's lock is held: a builder is at work.
 /// An in-flight clone holds the template's share lock, so DROP waits for it to finish.
 fn drop_template(admin: &mut Connection, name: &str, meta: &Meta, force: bool) -> Result<bool> {
-    let k = advisory_key(&meta.key);
+    let k = advisory_key(&meta.prefix, &meta.key);
     let got: bool = admin.query_json(&format!(
         "SELECT to_json(pg_try_advisory_lock({k}))::text AS j"
     ))?;
@@ -367,9 +367,12 @@ fn build_name(spec: &BuildSpec<'_>) -> String {
     format!("{}_b_{}", spec.prefix, short_key(spec.key))
 }
 
-/// The session advisory lock for a template key: its first 64 bits.
-fn advisory_key(key: &str) -> i64 {
-    u64::from_str_radix(short_key(key), 16).unwrap_or(0) as i64
+/// The session advisory lock for a prefix's template: 64 bits of a hash of both (the same
+/// files under two prefixes are two templates, built independently).
+fn advisory_key(prefix: &str, key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{prefix}\0{key}").as_bytes());
+    i64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
 fn retry_while_accessed(mut f: impl FnMut() -> Result<()>) -> Result<()> {
@@ -514,8 +517,9 @@ mod tests {
     }
 
     #[test]
-    fn advisory_keys_come_from_the_key() {
-        assert_eq!(advisory_key("0000000000000001ff"), 1);
-        assert_eq!(advisory_key("ffffffffffffffff00"), -1);
+    fn advisory_keys_differ_per_prefix_and_key() {
+        assert_eq!(advisory_key("a", "k1"), advisory_key("a", "k1"));
+        assert_ne!(advisory_key("a", "k1"), advisory_key("b", "k1"));
+        assert_ne!(advisory_key("a", "k1"), advisory_key("a", "k2"));
     }
 }

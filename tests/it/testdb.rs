@@ -525,6 +525,10 @@ fn rollback_path_restores_rows_and_sequences(engine: Engine) {
     assert_eq!(num(&mut tx, COUNT_CLIENTS), 6);
     assert_eq!(num(&mut tx, INSERT_CLIENT), 7);
     tx.rollback().unwrap();
+    // The next test can start (the connection is free again).
+    let mut tx = rb.begin().unwrap();
+    assert_eq!(num(&mut tx, INSERT_CLIENT), 7);
+    drop(tx);
     // Nothing was ever committed.
     let mut direct = rb.database().connect().unwrap();
     assert_eq!(num(&mut direct, COUNT_CLIENTS), 6);
