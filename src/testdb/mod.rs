@@ -601,11 +601,16 @@ impl TestTransaction<'_> {
             return Ok(());
         }
         let state = &mut *self.guard;
-        rollback_all(&mut state.conn)?;
-        if let Some(s) = &state.sequences {
-            s.restore(&mut state.conn)?;
+        let Some(seqs) = &state.sequences else {
+            return rollback_all(&mut state.conn);
+        };
+        // Inside the test's transaction when it is still usable (one round trip less), else
+        // after the rollback (an aborted transaction, or a test that dropped a sequence).
+        if seqs.restore(&mut state.conn).is_ok() {
+            return rollback_all(&mut state.conn);
         }
-        Ok(())
+        rollback_all(&mut state.conn)?;
+        seqs.restore(&mut state.conn)
     }
 }
 

@@ -518,6 +518,10 @@ fn rollback_path_restores_rows_and_sequences(engine: Engine) {
         let mut tx = rb.begin().unwrap();
         num(&mut tx, INSERT_CLIENT);
         tx.execute("SAVEPOINT dangling").unwrap();
+        // A failing statement (PostgreSQL: the transaction is now aborted).
+        assert!(tx
+            .execute("INSERT INTO clients (id, name) VALUES (1, 'duplicate')")
+            .is_err());
         panic!("test fails");
     }));
     assert!(r.is_err());
