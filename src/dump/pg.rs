@@ -104,7 +104,7 @@ pub(super) fn dump_table<W: Write>(
             .collect();
         w.row(&fields, &mut scratch)?;
         count += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             progress.rows(4096);
         }
         Ok(())

@@ -160,7 +160,7 @@ pub(super) fn dump_table<W: Write>(
         w.row(&fields, &mut scratch)
             .map_err(|e| Error::io(path, e))?;
         count += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             progress.rows(4096);
         }
     }

@@ -378,7 +378,7 @@ fn run_empty_rows(
 ) -> Result<BatchResult> {
     let table = plan.table;
     let mut rows = 0u64;
-    while limit.map_or(true, |l| rows < l) {
+    while limit.is_none_or(|l| rows < l) {
         if !stream.advance()? {
             break;
         }
@@ -466,7 +466,7 @@ fn run_batch(
         let pg = conn.as_pg().expect("PostgreSQL connection");
         copy_in(pg, &target, false, |w| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
-            while limit.map_or(true, |l| rows < l) {
+            while limit.is_none_or(|l| rows < l) {
                 if !stream.advance()? {
                     break;
                 }
@@ -489,7 +489,7 @@ fn run_batch(
                 w.write_all(&line)
                     .map_err(|e| Error::io(format!("COPY into {}", table.key), e))?;
                 rows += 1;
-                if rows % 4096 == 0 {
+                if rows.is_multiple_of(4096) {
                     progress.rows(4096);
                 }
             }

@@ -499,7 +499,7 @@ fn kind_word(kind: ValueKind) -> &'static str {
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     let b = hex.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {
