@@ -681,3 +681,35 @@ fn cli_never_prints_the_password() {
     .unwrap();
     assert_eq!(r.removed.len(), 2, "{r:?}");
 }
+
+fn failed_build_names_the_problem_and_leaves_nothing(engine: Engine) {
+    let place = Place::new(engine, "bad");
+    let bad = place.dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"clients": [{"id": 1, "nmae": "typo"}]}"#).unwrap();
+    let b = TestDbBuilder::new(place.url.clone())
+        .prefix(place.prefix.clone())
+        .migrations(place.migrations())
+        .fixtures([&bad]);
+    let e = b.create().unwrap_err().to_string();
+    assert!(e.contains("bad.json") && e.contains("nmae"), "{e}");
+    assert!(place.existing().is_empty(), "{:?}", place.existing());
+    // Fixed: the next request builds it.
+    std::fs::write(&bad, r#"{"clients": [{"id": 1, "name": "fixed"}]}"#).unwrap();
+    let b = TestDbBuilder::new(place.url.clone())
+        .prefix(place.prefix.clone())
+        .migrations(place.migrations())
+        .fixtures([&bad]);
+    let db = b.create().unwrap();
+    assert!(db.built_template());
+    assert_eq!(num(&mut db.connect().unwrap(), COUNT_CLIENTS), 1);
+}
+
+#[test]
+fn pg_failed_build_names_the_problem_and_leaves_nothing() {
+    failed_build_names_the_problem_and_leaves_nothing(Engine::Pg);
+}
+
+#[test]
+fn sqlite_failed_build_names_the_problem_and_leaves_nothing() {
+    failed_build_names_the_problem_and_leaves_nothing(Engine::Sqlite);
+}
