@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod order;
 pub mod progress;
 pub mod sequences;
+pub mod subset;
 
 pub use backend::{Connection, DatabaseUrl};
 pub use error::{Error, Result};
