@@ -81,11 +81,49 @@ impl Seed {
         if condition.is_empty() {
             return Err(bad("no condition"));
         }
+        if ends_statement(condition) {
+            // One expression, never a second statement (which SQLite would silently ignore).
+            return Err(bad(
+                "a condition is one SQL expression; ';' ends a statement",
+            ));
+        }
         Ok(Seed {
             table: table.to_string(),
             condition: condition.to_string(),
         })
     }
+}
+
+/// Whether SQL text has a `;` outside string literals, quoted identifiers and comments.
+fn ends_statement(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b';' => return true,
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// What a subset dump includes.
@@ -347,12 +385,13 @@ fn run_closure(
                 if !in_dump.contains(&p) {
                     return Err(Error::Invalid(format!(
                         "table {} is left out of the dump (--table / --exclude-table / --schema), \
-                         but {} included rows of {} reference it through foreign key {}: \
+                         but {} included rows of {} reference it through foreign key {} ({}): \
                          include {} or leave those rows out",
                         parent.key,
                         keys.len(),
                         table.key,
                         fk.name,
+                        fk.columns.join(", "),
                         parent.key
                     )));
                 }
@@ -512,7 +551,21 @@ mod tests {
         let s = Seed::parse(r#""we:ird"."t:x": "a:b" = 1"#).unwrap();
         assert_eq!(s.table, r#""we:ird"."t:x""#);
         assert_eq!(s.condition, r#""a:b" = 1"#);
-        for bad in ["users", ": id = 1", "users:  ", "\"open: x"] {
+        for ok in [
+            "users: name = ';'",
+            "users: \"a;b\" = 1 -- ;\n",
+            "users: /* ; */ true",
+        ] {
+            assert!(Seed::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "users",
+            ": id = 1",
+            "users:  ",
+            "\"open: x",
+            "users: id = 1); DELETE FROM users; SELECT (1",
+            "users: true;",
+        ] {
             let e = Seed::parse(bad).unwrap_err().to_string();
             assert!(e.contains("TABLE: CONDITION"), "{bad}: {e}");
         }

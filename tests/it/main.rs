@@ -8,3 +8,4 @@ mod dump;
 mod load;
 mod sequences;
 mod sqlite;
+mod subset;
