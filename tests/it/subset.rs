@@ -29,7 +29,8 @@ const BOTH: [Kind; 2] = [Kind::Pg, Kind::Sqlite];
 /// A database of either backend.
 enum Db {
     Pg(TestDb),
-    Sqlite(tempfile::TempDir, PathBuf),
+    /// The directory is kept (not read) so the file lives as long as the value.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir, PathBuf),
 }
 
 impl Db {
