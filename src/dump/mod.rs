@@ -208,7 +208,12 @@ pub fn subset_plan(
         let catalog = Catalog::read(conn)?;
         let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
         let ordered = dump_order(&catalog, &selected);
-        Ok(subset::closure(conn, &catalog, &ordered, s, progress)?.plan)
+        // The plan is how a user finds out why a subset exploded: no row limit.
+        let unlimited = SubsetOptions {
+            max_rows: None,
+            ..s.clone()
+        };
+        Ok(subset::closure(conn, &catalog, &ordered, &unlimited, progress)?.plan)
     })
 }
 

@@ -30,7 +30,7 @@ pub(crate) mod sqlite;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::backend::Connection;
-use crate::catalog::{split_name, Catalog, Table};
+use crate::catalog::{quote_ident, split_name, Catalog, Table};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -508,6 +508,30 @@ fn seed_keys(conn: &mut Connection, table: &Table, condition: &str) -> Result<Ve
         Connection::Pg(c) => pg::seed_keys(c, table, condition),
         Connection::Sqlite(c) => sqlite::seed_keys(c, table, condition),
     }
+}
+
+/// The one shape of every closure query, on both backends: the keys (`key`, an expression on
+/// alias `d`) of the `dst` rows whose columns equal those of the `src` rows passing `filter`
+/// (a `WHERE` on alias `s`, or empty). `IN` on row values gives MATCH SIMPLE: a NULL column
+/// matches nothing.
+fn related_sql(
+    key: &str,
+    (dst, dst_cols): (&str, &[String]),
+    (src, src_cols): (&str, &[String]),
+    filter: &str,
+) -> String {
+    let cols = |alias: &str, names: &[String]| {
+        let v: Vec<String> = names
+            .iter()
+            .map(|n| format!("{alias}.{}", quote_ident(n)))
+            .collect();
+        v.join(", ")
+    };
+    format!(
+        "SELECT {key} AS k FROM {dst} AS d WHERE ({}) IN (SELECT {} FROM {src} AS s{filter})",
+        cols("d", dst_cols),
+        cols("s", src_cols)
+    )
 }
 
 /// Identities of the rows of `dst` whose `dst_cols` equal the `src_cols` of the `src` rows with

@@ -73,14 +73,6 @@ fn identity_in(table: &Table, alias: &str, sources: &[String]) -> String {
     )
 }
 
-fn cols(alias: &str, names: &[String]) -> String {
-    let v: Vec<String> = names
-        .iter()
-        .map(|n| format!("{alias}{}", quote_ident(n)))
-        .collect();
-    v.join(", ")
-}
-
 /// Splits keys into one text array per identity column.
 fn columns_of(keys: &[Key], width: usize) -> Vec<Vec<String>> {
     let mut out = vec![Vec::with_capacity(keys.len()); width];
@@ -153,13 +145,11 @@ pub(super) fn related(
             )
         }
     };
-    let sql = format!(
-        "SELECT {} AS k FROM {} AS d WHERE ({}) IN (SELECT {} FROM {} AS s{filter})",
-        key_array(dst, "d."),
-        dst.own_rows_sql(),
-        cols("d.", dst_cols),
-        cols("s.", src_cols),
-        src.own_rows_sql()
+    let sql = super::related_sql(
+        &key_array(dst, "d."),
+        (&dst.own_rows_sql(), dst_cols),
+        (&src.own_rows_sql(), src_cols),
+        &filter,
     );
     load_keys(conn, &sql, binds, || {
         format!("following foreign keys from {} to {}", src.key, dst.key)

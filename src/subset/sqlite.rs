@@ -52,14 +52,6 @@ fn identity_in(table: &Table, alias: &str) -> String {
     )
 }
 
-fn cols(alias: &str, names: &[String]) -> String {
-    let v: Vec<String> = names
-        .iter()
-        .map(|n| format!("{alias}{}", quote_ident(n)))
-        .collect();
-    v.join(", ")
-}
-
 /// The bound parameter for [`identity_in`]: one JSON array of the keys.
 pub(crate) fn keys_param(keys: &[Key]) -> String {
     let mut s = String::with_capacity(keys.iter().map(|k| k.len() + 1).sum::<usize>() + 2);
@@ -120,13 +112,11 @@ pub(super) fn related(
         None => String::new(),
         Some(_) => format!(" WHERE {}", identity_in(src, "s.")),
     };
-    let sql = format!(
-        "SELECT {} AS k FROM {} AS d WHERE ({}) IN (SELECT {} FROM {} AS s{filter})",
-        key_json(dst, "d."),
-        dst.name.sql(),
-        cols("d.", dst_cols),
-        cols("s.", src_cols),
-        src.name.sql()
+    let sql = super::related_sql(
+        &key_json(dst, "d."),
+        (&dst.name.sql(), dst_cols),
+        (&src.name.sql(), src_cols),
+        &filter,
     );
     load_keys(conn, &sql, src_keys.map(keys_param), |m| {
         Error::db(

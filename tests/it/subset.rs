@@ -631,6 +631,17 @@ fn plan_lists_rows_and_how_each_table_was_reached() {
         );
         assert_eq!(lines.last().unwrap(), &"12 rows in 3 tables, 2 rounds");
         assert!(!out.stdout.contains('{'), "no data: {}", out.stdout);
+        // --max-rows does not stop a plan (it is how one finds out why a subset is large).
+        let out = db.run(&[
+            "dump",
+            "--where",
+            "customer: id = 3",
+            "--plan",
+            "--max-rows",
+            "2",
+        ]);
+        assert_eq!(out.code, 0, "{kind:?}: {out:#?}");
+        assert!(out.stdout.contains("12 rows in 3 tables"), "{}", out.stdout);
     }
 }
 
