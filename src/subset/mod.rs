@@ -39,7 +39,7 @@ use crate::progress::Progress;
 pub const DEFAULT_MAX_ROWS: u64 = 1_000_000;
 
 /// How many keys go into one query.
-const BATCH: usize = 10_000;
+const BATCH: usize = 50_000;
 
 /// One row's identity, in the backend's own encoding (see `pg.rs` / `sqlite.rs`); opaque here.
 pub type Key = Box<str>;
@@ -214,8 +214,10 @@ struct State {
     full_rows: u64,
     /// Included rows; `true` when the row pulls in children (seed or child).
     rows: HashMap<Key, bool>,
-    /// Rows whose parents are still to be followed (all rows, for a full table: `full_pending`).
-    parent_frontier: Vec<Key>,
+    /// Rows whose parents are still to be followed (all rows, for a full table: `full_pending`),
+    /// each with the foreign key (index in the catalog) it was reached through as a child: its
+    /// parent through that key is already in, so that key is not followed back.
+    parent_frontier: Vec<(Key, Option<usize>)>,
     full_pending: bool,
     /// Rows whose children are still to be followed.
     child_frontier: Vec<Key>,
@@ -231,8 +233,9 @@ impl State {
         }
     }
 
-    /// Adds rows reached through `reason`; `children`: they pull in their children.
-    fn add(&mut self, keys: Vec<Key>, reason: Reason, children: bool) {
+    /// Adds rows reached through `reason`; `children`: they pull in their children. `via`: the
+    /// foreign key through which they were found as children.
+    fn add(&mut self, keys: Vec<Key>, reason: Reason, children: bool, via: Option<usize>) {
         if self.full {
             return;
         }
@@ -245,7 +248,7 @@ impl State {
                     if children {
                         self.child_frontier.push(k.clone());
                     }
-                    self.parent_frontier.push(k);
+                    self.parent_frontier.push((k, via));
                 }
                 Some(pulls) if children && !*pulls => {
                     *pulls = true;
@@ -335,13 +338,14 @@ fn run_closure(
         states
             .entry(t)
             .or_default()
-            .add(keys, Reason::Seed, !opts.no_children);
+            .add(keys, Reason::Seed, !opts.no_children, None);
     }
 
     let mut rounds = 0;
     loop {
         // This round's work: every frontier as it stands; what it finds is the next round's.
-        let work: Vec<(usize, Vec<Key>, bool, Vec<Key>)> = states
+        type Work = (usize, Vec<(Key, Option<usize>)>, bool, Vec<Key>);
+        let work: Vec<Work> = states
             .iter_mut()
             .filter(|(_, s)| {
                 !s.parent_frontier.is_empty() || s.full_pending || !s.child_frontier.is_empty()
@@ -362,11 +366,10 @@ fn run_closure(
         rounds += 1;
         for (t, parents_of, full, children_of) in work {
             let table = &catalog.tables[t];
-            for fk in catalog
-                .foreign_keys
-                .iter()
-                .filter(|fk| fk.table == table.name)
-            {
+            for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
+                if fk.table != table.name {
+                    continue;
+                }
                 let Some(p) = catalog.table_index(&fk.ref_table) else {
                     continue;
                 };
@@ -374,11 +377,24 @@ fn run_closure(
                     continue;
                 }
                 let parent = &catalog.tables[p];
-                let src = if full { None } else { Some(&parents_of[..]) };
-                if src.is_some_and(|k| k.is_empty()) {
+                let src: Option<Vec<Key>> = (!full).then(|| {
+                    parents_of
+                        .iter()
+                        .filter(|(_, via)| *via != Some(fi))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                });
+                if src.as_ref().is_some_and(|k| k.is_empty()) {
                     continue;
                 }
-                let keys = related(conn, table, &fk.columns, src, parent, &fk.ref_columns)?;
+                let keys = related(
+                    conn,
+                    table,
+                    &fk.columns,
+                    src.as_deref(),
+                    parent,
+                    &fk.ref_columns,
+                )?;
                 if keys.is_empty() {
                     continue;
                 }
@@ -399,16 +415,15 @@ fn run_closure(
                     of: table.key.clone(),
                     via: fk.name.clone(),
                 };
-                states.entry(p).or_default().add(keys, reason, false);
+                states.entry(p).or_default().add(keys, reason, false, None);
             }
             if opts.no_children || children_of.is_empty() {
                 continue;
             }
-            for fk in catalog
-                .foreign_keys
-                .iter()
-                .filter(|fk| fk.ref_table == table.name)
-            {
+            for (fi, fk) in catalog.foreign_keys.iter().enumerate() {
+                if fk.ref_table != table.name {
+                    continue;
+                }
                 let Some(c) = catalog.table_index(&fk.table) else {
                     continue;
                 };
@@ -428,7 +443,10 @@ fn run_closure(
                     of: table.key.clone(),
                     via: fk.name.clone(),
                 };
-                states.entry(c).or_default().add(keys, reason, true);
+                states
+                    .entry(c)
+                    .or_default()
+                    .add(keys, reason, true, Some(fi));
             }
         }
         let total: u64 = states.values().map(State::count).sum();
@@ -599,7 +617,7 @@ mod tests {
     fn state_counts_new_rows_per_reason_and_upgrades_parents_to_children() {
         let mut st = State::default();
         let k = |s: &str| -> Key { s.into() };
-        st.add(vec![k("1"), k("2")], Reason::Seed, true);
+        st.add(vec![k("1"), k("2")], Reason::Seed, true, None);
         st.add(
             vec![k("2"), k("3")],
             Reason::ParentOf {
@@ -607,6 +625,7 @@ mod tests {
                 via: "f".into(),
             },
             false,
+            None,
         );
         assert_eq!(st.count(), 3);
         assert_eq!(st.reached[0], (Reason::Seed, 2));
@@ -614,8 +633,8 @@ mod tests {
         assert_eq!(st.parent_frontier.len(), 3);
         assert_eq!(st.child_frontier.len(), 2);
         // A parent-only row reached again as a child now pulls in its children, once.
-        st.add(vec![k("3")], Reason::Seed, true);
-        st.add(vec![k("3")], Reason::Seed, true);
+        st.add(vec![k("3")], Reason::Seed, true, None);
+        st.add(vec![k("3")], Reason::Seed, true, None);
         assert_eq!(st.child_frontier.len(), 3);
         assert_eq!(st.parent_frontier.len(), 3);
     }

@@ -61,16 +61,44 @@ fn key_array(table: &Table, alias: &str) -> String {
 fn identity_in(table: &Table, alias: &str, sources: &[String]) -> String {
     let id = identity(table);
     let cols: Vec<String> = id.iter().map(|(e, _)| format!("{alias}{e}")).collect();
-    let arrays: Vec<String> = id
+    let types: Vec<&str> = id.iter().map(|(_, ty)| ty.as_str()).collect();
+    match_arrays(&cols, &types, sources)
+}
+
+/// `(c1, c2) IN (SELECT * FROM unnest(a1::text[]::t1[], ...))`; a single column (the common
+/// case: a one-column primary key) compares with `= ANY(a1::text[]::t1[])`, which the planner
+/// sizes from the array itself: a bound array can be hashed, and on the dump's COPY the
+/// primary-key index walks the sorted keys in key order, so no sort is needed. (It also
+/// costs a linear search per row honestly, so it never picks that over the index.)
+fn match_arrays(cols: &[String], types: &[&str], arrays: &[String]) -> String {
+    let typed: Vec<String> = types
         .iter()
-        .zip(sources)
-        .map(|((_, ty), s)| format!("{s}::text[]::{ty}[]"))
+        .zip(arrays)
+        .map(|(ty, a)| format!("{a}::text[]::{ty}[]"))
         .collect();
-    format!(
-        "({}) IN (SELECT * FROM unnest({}))",
-        cols.join(", "),
-        arrays.join(", ")
-    )
+    match (cols, typed.as_slice()) {
+        ([c], [a]) => format!("{c} = ANY({a})"),
+        _ => format!(
+            "({}) IN (SELECT * FROM unnest({}))",
+            cols.join(", "),
+            typed.join(", ")
+        ),
+    }
+}
+
+/// When `cols` are exactly the table's primary-key columns (in any order): for each, its
+/// position in the key and its type.
+fn key_positions(table: &Table, cols: &[String]) -> Option<Vec<(usize, String)>> {
+    if table.primary_key.is_empty() || cols.len() != table.primary_key.len() {
+        return None;
+    }
+    let id = identity(table);
+    cols.iter()
+        .map(|c| {
+            let pos = table.primary_key.iter().position(|k| k == c)?;
+            Some((pos, id[pos].1.clone()))
+        })
+        .collect()
 }
 
 /// Splits keys into one text array per identity column.
@@ -135,6 +163,30 @@ pub(super) fn related(
     dst_cols: &[String],
 ) -> Result<Vec<Key>> {
     let width = identity(src).len();
+    if let (Some(keys), Some(order)) = (src_keys, key_positions(src, src_cols)) {
+        // The source columns are the source's key (children through a foreign key to a
+        // primary key, the common case): match the keys directly, without reading `src`.
+        let mut columns = columns_of(keys, width);
+        let binds: Vec<Vec<String>> = order
+            .iter()
+            .map(|(pos, _)| std::mem::take(&mut columns[*pos]))
+            .collect();
+        let params: Vec<String> = (1..=order.len()).map(|n| format!("${n}")).collect();
+        let types: Vec<&str> = order.iter().map(|(_, ty)| ty.as_str()).collect();
+        let d: Vec<String> = dst_cols
+            .iter()
+            .map(|c| format!("d.{}", quote_ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT {} AS k FROM {} AS d WHERE {}",
+            key_array(dst, "d."),
+            dst.own_rows_sql(),
+            match_arrays(&d, &types, &params)
+        );
+        return load_keys(conn, &sql, binds, || {
+            format!("following foreign keys from {} to {}", src.key, dst.key)
+        });
+    }
     let (filter, binds) = match src_keys {
         None => (String::new(), Vec::new()),
         Some(keys) => {
