@@ -2,11 +2,12 @@
 //!
 //! A row's identity is its primary key, else its `rowid` (stable within the dump's read
 //! transaction; a WITHOUT ROWID table always has a primary key). A key is the identity as a
-//! JSON array (`json_array(...)`, which keeps each value's storage class: `[7]`, `["a",1]`).
+//! JSON array that keeps each value's storage class: `[7]`, `["a",1.5]`; a BLOB, which JSON
+//! cannot hold, as `{"x":"<hex>"}` (`[{"x":"00ff"}]`).
 //!
 //! Keys go to SQLite as one bound JSON text, an array of those arrays, read back with
-//! `json_each` and `json_extract` in a row-value `IN`, so values are never in SQL text.
-//! BLOB key values cannot be keys (JSON has no BLOB): such a table is an error naming it.
+//! `json_each` and `json_extract` (and `unhex` for BLOBs) in a row-value `IN`, so values are
+//! never in SQL text.
 
 use diesel::sql_types::Text;
 use diesel::sqlite::{Sqlite, SqliteConnection};
@@ -30,12 +31,19 @@ fn identity(table: &Table) -> Vec<String> {
     }
 }
 
+/// The key of a row as JSON text, built as text (no JSON subtypes to lose on the way).
 fn key_json(table: &Table, alias: &str) -> String {
     let parts: Vec<String> = identity(table)
         .iter()
-        .map(|e| format!("{alias}{e}"))
+        .map(|e| {
+            let e = format!("{alias}{e}");
+            format!(
+                "CASE WHEN typeof({e}) = 'blob' THEN '{{\"x\":\"' || hex({e}) || '\"}}' \
+                 ELSE json_quote({e}) END"
+            )
+        })
         .collect();
-    format!("json_array({})", parts.join(", "))
+    format!("'[' || {} || ']'", parts.join(" || ',' || "))
 }
 
 /// `(a.x, a.y) IN (SELECT json_extract(j.value, '$[0]'), ... FROM json_each(?) AS j)`.
@@ -43,7 +51,13 @@ fn identity_in(table: &Table, alias: &str) -> String {
     let id = identity(table);
     let cols: Vec<String> = id.iter().map(|e| format!("{alias}{e}")).collect();
     let parts: Vec<String> = (0..id.len())
-        .map(|i| format!("json_extract(j.value, '$[{i}]')"))
+        .map(|i| {
+            format!(
+                "CASE json_type(j.value, '$[{i}]') WHEN 'object' \
+                 THEN unhex(json_extract(j.value, '$[{i}].x')) \
+                 ELSE json_extract(j.value, '$[{i}]') END"
+            )
+        })
         .collect();
     format!(
         "({}) IN (SELECT {} FROM json_each(?) AS j)",

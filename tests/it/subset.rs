@@ -482,6 +482,47 @@ fn tables_without_a_primary_key() {
 }
 
 #[test]
+fn binary_text_and_real_keys() {
+    for (kind, ty) in [(Kind::Pg, "bytea"), (Kind::Sqlite, "blob")] {
+        let bin = |hex: &str| match kind {
+            Kind::Pg => format!("'\\x{hex}'::bytea"),
+            Kind::Sqlite => format!("x'{hex}'"),
+        };
+        let data = format!(
+            "INSERT INTO b VALUES ({}, 'a', 1.5, 1), ({}, 'b', 2.25, 2), ({}, 'c', 3, 3);
+             INSERT INTO c VALUES (1, {}, 'a', 1.5), (2, {}, 'c', 3), (3, NULL, NULL, NULL);",
+            bin("00ff"),
+            bin("01"),
+            bin(""),
+            bin("00ff"),
+            bin("")
+        );
+        let data = data.as_str();
+        let ddl = format!(
+            "CREATE TABLE b (k {ty} PRIMARY KEY, t text UNIQUE, r double precision UNIQUE, v integer);
+             CREATE TABLE c (id integer PRIMARY KEY, bk {ty} REFERENCES b (k),
+                             bt text REFERENCES b (t), br double precision REFERENCES b (r));"
+        );
+        Case {
+            name: "binary_keys",
+            ddl: &ddl,
+            data,
+            args: &["--where", "c: id IN (1, 2)"],
+            expect: vec![("b", "v", n([1, 3])), ("c", "id", n([1, 2]))],
+        }
+        .run(kind);
+        Case {
+            name: "binary_keys_children",
+            ddl: &ddl,
+            data,
+            args: &["--where", "b: v <> 2"],
+            expect: vec![("b", "v", n([1, 3])), ("c", "id", n([1, 2]))],
+        }
+        .run(kind);
+    }
+}
+
+#[test]
 fn several_overlapping_seeds_full_tables_and_no_children() {
     let ddl = "CREATE TABLE continent (id integer PRIMARY KEY, name text);
         CREATE TABLE country (id integer PRIMARY KEY, continent_id integer REFERENCES continent (id));
