@@ -75,10 +75,34 @@ impl Config {
 
 // ---- [subset] (owned by `subset`) -------------------------------------------------------------
 
-/// `[subset]`: the rules of a subset dump (see `subset`).
+/// `[subset]`: the rules of a subset dump (see `subset`), the same as `dump`'s flags:
+///
+/// ```toml
+/// [subset]
+/// where = ["customers: id = 42", "sales.orders: created_at > now() - interval '7 days'"]
+/// full = ["countries", "lookup_*"]
+/// no-children = false
+/// max-rows = 100000        # 0: no limit
+/// ```
+///
+/// Merging (done by the `dump` command): `--where` flags replace the file's `where` list,
+/// `--full` adds to `full`, `--no-children` and `--max-rows` override.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SubsetSection {}
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SubsetSection {
+    /// `TABLE: CONDITION` seeds; any makes every `dump` a subset.
+    #[serde(default, rename = "where")]
+    pub seeds: Vec<String>,
+    /// Tables (patterns) included whole.
+    #[serde(default)]
+    pub full: Vec<String>,
+    /// Seeds and parents only.
+    #[serde(default, alias = "no_children")]
+    pub no_children: bool,
+    /// The row guard (0: no limit).
+    #[serde(default, alias = "max_rows")]
+    pub max_rows: Option<u64>,
+}
 
 // ---- [mask] (owned by `mask`) -----------------------------------------------------------------
 
@@ -116,6 +140,21 @@ mod tests {
         std::fs::write(&p, "[nope]\n").unwrap();
         let e = Config::read(&p).unwrap_err().to_string();
         assert!(e.contains("dbfixtures.toml") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn subset_section_reads_every_key() {
+        let c = Config::parse(
+            "[subset]\nwhere = [\"users: id = 1\"]\nfull = [\"lookup_*\"]\n\
+             no-children = true\nmax-rows = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.subset.seeds, vec!["users: id = 1".to_string()]);
+        assert_eq!(c.subset.full, vec!["lookup_*".to_string()]);
+        assert!(c.subset.no_children);
+        assert_eq!(c.subset.max_rows, Some(10));
+        let e = Config::parse("[subset]\nwheres = []\n").unwrap_err();
+        assert!(e.contains("wheres"), "{e}");
     }
 
     #[test]

@@ -106,6 +106,19 @@ pub enum Error {
     /// A configuration file that cannot be read as one (see [`crate::config`]).
     #[error("config file {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
+
+    /// A subset dump that grew past `--max-rows` (see [`crate::subset`]); nothing was written.
+    #[error(
+        "the subset would have more than {max} rows ({total} after {rounds} rounds of following \
+         foreign keys), so nothing was written. Grew most: {grew}. Cut a hub with \
+         --exclude-table or --no-children, narrow the --where, or raise --max-rows (0: no limit)"
+    )]
+    SubsetTooLarge {
+        max: u64,
+        total: u64,
+        rounds: usize,
+        grew: String,
+    },
 }
 
 impl Error {

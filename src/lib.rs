@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod order;
 pub mod progress;
 pub mod sequences;
+pub mod subset;
 pub mod testdb;
 
 pub use backend::{Connection, DatabaseUrl};

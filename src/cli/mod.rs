@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod subset;
 mod term;
 mod testdb;
 
@@ -94,6 +95,8 @@ pub struct DumpArgs {
     /// Indent rows, one column per line (default: one row per line)
     #[arg(long)]
     pub pretty: bool,
+    #[command(flatten)]
+    pub subset: subset::SubsetArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -196,7 +199,7 @@ impl Messages {
 pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
     // Read before connecting, so a broken file is reported without touching the database.
-    let _config = dbfixtures::config::Config::discover(args.config.as_deref())?;
+    let config = dbfixtures::config::Config::discover(args.config.as_deref())?;
     let command = match args.command {
         // testdb drop takes URLs of its own: --database-url is optional there.
         Command::Testdb(t) => return testdb::run(args.database_url.as_deref(), t.command, &msg),
@@ -206,7 +209,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     match command {
         Command::Dump(a) => {
             let mut conn = Connection::open(&url, false)?;
-            dump(&mut conn, a, &msg)
+            dump(&mut conn, a, &config, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -251,18 +254,29 @@ fn stdout_err(e: std::io::Error) -> Error {
     }
 }
 
-fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
+fn dump(
+    conn: &mut Connection,
+    a: DumpArgs,
+    config: &dbfixtures::config::Config,
+    msg: &Messages,
+) -> Result<Outcome> {
     let opts = DumpOptions {
         tables: a.tables,
         exclude: a.exclude,
         schemas: a.schemas,
         pretty: a.pretty,
+        subset: subset::options(&a.subset, &config.subset)?,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
         None => &NoProgress,
     };
+    if a.subset.plan {
+        let plan = dbfixtures::dump::subset_plan(conn, &opts, progress)?;
+        subset::write_plan(&mut std::io::stdout().lock(), &plan).map_err(stdout_err)?;
+        return Ok(Outcome::Ok);
+    }
     let started = Instant::now();
     let (summary, target) = match &a.output {
         None => {

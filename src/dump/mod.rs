@@ -9,7 +9,7 @@
 //!   foreign keys then name, so the same data always dumps to the same bytes.
 //! - Generated columns are not written.
 
-mod pg;
+pub(crate) mod pg;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::writer::FixtureWriter;
 use crate::order::{self, FkEdge};
 use crate::progress::Progress;
+use crate::subset::{self, RowFilter, SubsetOptions};
 
 /// Which tables to dump and how to lay them out.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,8 @@ pub struct DumpOptions {
     pub schemas: Vec<String>,
     /// One column per line instead of one row per line.
     pub pretty: bool,
+    /// `--where ...`: only these rows and the rows they need (see `subset`).
+    pub subset: Option<SubsetOptions>,
 }
 
 /// What a dump wrote.
@@ -64,11 +67,12 @@ fn dump_buffered(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables) = plan(conn, opts)?;
+        let (catalog, tables, filters) = plan(conn, opts, progress)?;
         let mut w = FixtureWriter::new(out, opts.pretty);
         let mut rows = 0;
         for &t in &tables {
-            rows += dump_table(conn, &catalog.tables[t], &mut w, progress, "<output>")?;
+            let table = &catalog.tables[t];
+            rows += dump_table(conn, table, filters.of(t), &mut w, progress, "<output>")?;
         }
         let bytes = w.bytes() + 3;
         w.finish().map_err(|e| Error::io("<output>", e))?;
@@ -91,7 +95,7 @@ pub fn dump_to_dir(
 ) -> Result<DumpSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables) = plan(conn, opts)?;
+        let (catalog, tables, filters) = plan(conn, opts, progress)?;
         let mut summary = DumpSummary {
             tables: tables.len(),
             ..Default::default()
@@ -120,7 +124,7 @@ pub fn dump_to_dir(
             let (rows, bytes, file) = {
                 let mut sink = Sink::new(file.writer(), gzip);
                 let mut w = FixtureWriter::new(&mut sink, opts.pretty);
-                let rows = dump_table(conn, table, &mut w, progress, &shown)?;
+                let rows = dump_table(conn, table, filters.of(t), &mut w, progress, &shown)?;
                 let bytes = w.bytes() + 3;
                 w.finish().map_err(|e| Error::io(&shown, e))?;
                 sink.finish().map_err(|e| Error::io(&shown, e))?;
@@ -154,12 +158,63 @@ pub fn dump_to_file(
     Ok(summary)
 }
 
-/// Reads the catalog and picks the tables, parents before children, then by name.
-fn plan(conn: &mut Connection, opts: &DumpOptions) -> Result<(Catalog, Vec<usize>)> {
+/// Reads the catalog and picks the tables, parents before children, then by name. For a subset
+/// dump, runs the closure and keeps only the tables with rows in it.
+fn plan(
+    conn: &mut Connection,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<(Catalog, Vec<usize>, Filters)> {
     let catalog = Catalog::read(conn)?;
     let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
-    let ordered = dump_order(&catalog, &selected);
-    Ok((catalog, ordered))
+    let mut ordered = dump_order(&catalog, &selected);
+    let filters = match &opts.subset {
+        None => Filters(None),
+        Some(s) => {
+            let subset = subset::closure(conn, &catalog, &ordered, s, progress)?;
+            ordered.retain(|t| subset.rows.contains_key(t));
+            Filters(Some(subset.rows))
+        }
+    };
+    Ok((catalog, ordered, filters))
+}
+
+/// The rows of each table a dump writes: every row, or a subset's.
+struct Filters(Option<HashMap<usize, RowFilter>>);
+
+impl Filters {
+    /// None: every row of table `t`; Some: only the rows with these keys.
+    fn of(&self, t: usize) -> Option<&[subset::Key]> {
+        match self.0.as_ref()?.get(&t)? {
+            RowFilter::All => None,
+            RowFilter::Keys(k) => Some(k),
+        }
+    }
+}
+
+/// Computes a subset dump's closure (in its own snapshot) and reports what it would write,
+/// without reading any row's data: `dump --plan`.
+pub fn subset_plan(
+    conn: &mut Connection,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<subset::Plan> {
+    let Some(s) = &opts.subset else {
+        return Err(Error::Invalid(
+            "--plan describes a subset dump: give at least one --where 'TABLE: CONDITION'".into(),
+        ));
+    };
+    conn.transaction(TxMode::Snapshot, |conn| {
+        let catalog = Catalog::read(conn)?;
+        let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
+        let ordered = dump_order(&catalog, &selected);
+        // The plan is how a user finds out why a subset exploded: no row limit.
+        let unlimited = SubsetOptions {
+            max_rows: None,
+            ..s.clone()
+        };
+        Ok(subset::closure(conn, &catalog, &ordered, &unlimited, progress)?.plan)
+    })
 }
 
 /// Foreign-key order when there is one, else catalog (name) order. A dump in this order loads
@@ -184,19 +239,33 @@ fn dump_order(catalog: &Catalog, selected: &[usize]) -> Vec<usize> {
     }
 }
 
+/// Writes one table: every row, or only the rows whose keys are in `only` (a subset), in the
+/// same order either way.
 fn dump_table<W: Write>(
     conn: &mut Connection,
     table: &Table,
+    only: Option<&[subset::Key]>,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
 ) -> Result<u64> {
-    progress.table_started(&table.key, Some(table.estimated_rows.max(0.0) as u64));
+    let estimate = only.map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
+    progress.table_started(&table.key, Some(estimate));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, w, progress, path)?,
-        Connection::Sqlite(_) => sqlite::dump_table(conn, table, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, only, w, progress, path)?,
+        Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, w, progress, path)?,
     };
+    if let Some(keys) = only.filter(|k| k.len() as u64 != rows) {
+        // Inside one snapshot every key names exactly one row: a difference is a bug in how
+        // keys travel, and a silently smaller fixture would be worse than an error.
+        return Err(Error::Invalid(format!(
+            "internal error: the subset has {} rows of {} but {rows} were read back; \
+             please report this with the table's definition",
+            keys.len(),
+            table.key
+        )));
+    }
     w.end_table().map_err(|e| Error::io(path, e))?;
     progress.table_finished(&table.key, rows);
     Ok(rows)

@@ -15,16 +15,18 @@ use crate::format::copy_text::{push_json_string, CopyRow};
 use crate::format::value::push_json;
 use crate::format::writer::FixtureWriter;
 use crate::progress::Progress;
+use crate::subset::Key;
 
 /// Session settings that fix every text form the dump relies on, whatever the server's or the
 /// role's defaults are. SET LOCAL: they end with the dump's transaction.
-const STABLE_OUTPUT: &str = "SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO, YMD'; \
+pub(crate) const STABLE_OUTPUT: &str =
+    "SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO, YMD'; \
      SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; \
      SET LOCAL TimeZone = 'UTC'";
 
 /// The COPY source for a table: its stored columns, structured ones through to_json, in
-/// primary-key order.
-pub(crate) fn copy_source(table: &Table) -> String {
+/// primary-key order; with `condition`, only the rows matching it (a subset).
+pub(crate) fn copy_source(table: &Table, condition: Option<&str>) -> String {
     let cols: Vec<String> = table
         .stored_columns()
         .map(|c| {
@@ -59,18 +61,27 @@ pub(crate) fn copy_source(table: &Table) -> String {
     } else {
         cols.join(", ")
     };
-    format!("(SELECT {list} FROM {}{order})", table.own_rows_sql())
+    let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+    format!(
+        "(SELECT {list} FROM {}{filter}{order})",
+        table.own_rows_sql()
+    )
 }
 
 pub(super) fn dump_table<W: Write>(
     conn: &mut PgConnection,
     table: &Table,
+    only: Option<&[Key]>,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
 ) -> Result<u64> {
     conn.batch_execute(STABLE_OUTPUT)
         .map_err(|e| Error::db("setting output formats", describe_diesel(&e)))?;
+    let condition = match only {
+        Some(keys) => Some(crate::subset::pg::install_filter(conn, table, keys)?),
+        None => None,
+    };
     let cols: Vec<(Vec<u8>, ValueKind)> = table
         .stored_columns()
         .map(|c| {
@@ -83,7 +94,7 @@ pub(super) fn dump_table<W: Write>(
     let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
     let mut scratch = Vec::new();
     let mut count = 0u64;
-    let result = copy_out(conn, &copy_source(table), |line| {
+    let result = copy_out(conn, &copy_source(table, condition.as_deref()), |line| {
         let n = row
             .parse(line)
             .map_err(|e| io_err(format!("unreadable COPY row: {}", e.message)))?;

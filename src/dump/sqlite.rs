@@ -32,6 +32,7 @@ use crate::format::copy_text::push_json_string;
 use crate::format::value::push_json;
 use crate::format::writer::FixtureWriter;
 use crate::progress::Progress;
+use crate::subset::{self, Key};
 
 /// One value as SQLite stored it.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +71,9 @@ impl QueryableByName<Sqlite> for DynRow {
     }
 }
 
-/// The SELECT for a table: stored columns in table order, ordered by key (see the module doc).
-pub(crate) fn select_sql(table: &Table) -> String {
+/// The SELECT for a table: stored columns in table order, ordered by key (see the module doc);
+/// with `condition`, only the rows matching it (a subset), in the same order.
+pub(crate) fn select_sql(table: &Table, condition: Option<&str>) -> String {
     let cols: Vec<String> = table
         .stored_columns()
         .map(|c| quote_ident(&c.name))
@@ -82,13 +84,14 @@ pub(crate) fn select_sql(table: &Table) -> String {
         table.primary_key.iter().map(|c| quote_ident(c)).collect()
     };
     format!(
-        "SELECT {} FROM {} ORDER BY {}",
+        "SELECT {} FROM {}{} ORDER BY {}",
         if cols.is_empty() {
             "NULL".to_string()
         } else {
             cols.join(", ")
         },
         table.name.sql(),
+        condition.map(|c| format!(" WHERE {c}")).unwrap_or_default(),
         if order.is_empty() {
             "1".to_string()
         } else {
@@ -100,6 +103,7 @@ pub(crate) fn select_sql(table: &Table) -> String {
 pub(super) fn dump_table<W: Write>(
     conn: &mut Connection,
     table: &Table,
+    only: Option<&[Key]>,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
@@ -125,8 +129,13 @@ pub(super) fn dump_table<W: Write>(
     let db_err = |e: diesel::result::Error| {
         Error::db(format!("dumping table {}", table.key), describe_diesel(&e))
     };
-    let sql = select_sql(table);
-    let rows = diesel::sql_query(&sql)
+    let condition = only.map(|_| subset::sqlite::filter_sql(table));
+    let sql = select_sql(table, condition.as_deref());
+    let mut query = diesel::sql_query(&sql).into_boxed::<Sqlite>();
+    if let Some(keys) = only {
+        query = query.bind::<diesel::sql_types::Text, _>(subset::sqlite::keys_param(keys));
+    }
+    let rows = query
         .load_iter::<DynRow, DefaultLoadingMode>(c)
         .map_err(db_err)?;
     let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];

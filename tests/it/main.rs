@@ -8,4 +8,5 @@ mod dump;
 mod load;
 mod sequences;
 mod sqlite;
+mod subset;
 mod testdb;
