@@ -106,6 +106,15 @@ pub enum Error {
     /// A configuration file that cannot be read as one (see [`crate::config`]).
     #[error("config file {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
+
+    /// A masking rule that cannot be applied (see [`crate::mask`]); found before any output.
+    #[error("mask {rule} ({origin}): {message}")]
+    Mask {
+        rule: String,
+        /// `--mask` or the config file's path.
+        origin: String,
+        message: String,
+    },
 }
 
 impl Error {

@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod mask;
 mod term;
 
 use std::io::Write;
@@ -85,6 +86,22 @@ pub struct DumpArgs {
     /// Indent rows, one column per line (default: one row per line)
     #[arg(long)]
     pub pretty: bool,
+    /// Mask a column's values on the way out: TABLE.COLUMN=STRATEGY, globs allowed
+    /// (`*.email=email`); repeatable, adds to and overrides the config file's [mask]. Strategies:
+    /// null, redact, hash, email, first_name, last_name, full_name, phone, address, text,
+    /// int:MIN..MAX, date_shift:DAYS, keep
+    #[arg(long = "mask", value_name = "TABLE.COLUMN=STRATEGY")]
+    pub masks: Vec<String>,
+    /// Secret key of the masks: the same salt gives the same masked values [env:
+    /// DBFIXTURES_MASK_SALT]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "DBFIXTURES_MASK_SALT",
+        hide_env = true,
+        hide_env_values = true
+    )]
+    pub mask_salt: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,12 +194,13 @@ impl Messages {
 pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
     // Read before connecting, so a broken file is reported without touching the database.
-    let _config = dbfixtures::config::Config::discover(args.config.as_deref())?;
+    let config = dbfixtures::config::Config::discover(args.config.as_deref())?;
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match args.command {
         Command::Dump(a) => {
+            let mask = mask::options(&config, &a, &msg)?;
             let mut conn = Connection::open(&url, false)?;
-            dump(&mut conn, a, &msg)
+            dump(&mut conn, a, mask, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -226,12 +244,18 @@ fn stdout_err(e: std::io::Error) -> Error {
     }
 }
 
-fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
+fn dump(
+    conn: &mut Connection,
+    a: DumpArgs,
+    mask: dbfixtures::mask::MaskOptions,
+    msg: &Messages,
+) -> Result<Outcome> {
     let opts = DumpOptions {
         tables: a.tables,
         exclude: a.exclude,
         schemas: a.schemas,
         pretty: a.pretty,
+        mask,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {

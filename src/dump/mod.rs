@@ -8,6 +8,8 @@
 //! - Rows are ordered by primary key (by the whole row's text where there is none) and tables by
 //!   foreign keys then name, so the same data always dumps to the same bytes.
 //! - Generated columns are not written.
+//! - Masks (`mask`) are resolved and checked with the tables, before the first byte is written,
+//!   and applied to each row as it is converted, whatever the output.
 
 mod pg;
 mod sqlite;
@@ -20,6 +22,7 @@ use crate::backend::{Connection, TxMode};
 use crate::catalog::{Catalog, Table};
 use crate::error::{Error, Result};
 use crate::format::writer::FixtureWriter;
+use crate::mask::{MaskOptions, MaskPlan, TableMask};
 use crate::order::{self, FkEdge};
 use crate::progress::Progress;
 
@@ -34,6 +37,8 @@ pub struct DumpOptions {
     pub schemas: Vec<String>,
     /// One column per line instead of one row per line.
     pub pretty: bool,
+    /// Columns masked on the way out (none by default).
+    pub mask: MaskOptions,
 }
 
 /// What a dump wrote.
@@ -64,11 +69,12 @@ fn dump_buffered(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables) = plan(conn, opts)?;
+        let (catalog, tables, masks) = plan(conn, opts)?;
         let mut w = FixtureWriter::new(out, opts.pretty);
         let mut rows = 0;
         for &t in &tables {
-            rows += dump_table(conn, &catalog.tables[t], &mut w, progress, "<output>")?;
+            let table = &catalog.tables[t];
+            rows += dump_table(conn, table, masks.table(t), &mut w, progress, "<output>")?;
         }
         let bytes = w.bytes() + 3;
         w.finish().map_err(|e| Error::io("<output>", e))?;
@@ -91,7 +97,7 @@ pub fn dump_to_dir(
 ) -> Result<DumpSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables) = plan(conn, opts)?;
+        let (catalog, tables, masks) = plan(conn, opts)?;
         let mut summary = DumpSummary {
             tables: tables.len(),
             ..Default::default()
@@ -120,7 +126,7 @@ pub fn dump_to_dir(
             let (rows, bytes, file) = {
                 let mut sink = Sink::new(file.writer(), gzip);
                 let mut w = FixtureWriter::new(&mut sink, opts.pretty);
-                let rows = dump_table(conn, table, &mut w, progress, &shown)?;
+                let rows = dump_table(conn, table, masks.table(t), &mut w, progress, &shown)?;
                 let bytes = w.bytes() + 3;
                 w.finish().map_err(|e| Error::io(&shown, e))?;
                 sink.finish().map_err(|e| Error::io(&shown, e))?;
@@ -154,12 +160,15 @@ pub fn dump_to_file(
     Ok(summary)
 }
 
-/// Reads the catalog and picks the tables, parents before children, then by name.
-fn plan(conn: &mut Connection, opts: &DumpOptions) -> Result<(Catalog, Vec<usize>)> {
+/// Reads the catalog, picks the tables (parents before children, then by name) and checks the
+/// masks against them.
+fn plan(conn: &mut Connection, opts: &DumpOptions) -> Result<(Catalog, Vec<usize>, MaskPlan)> {
     let catalog = Catalog::read(conn)?;
     let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
+    let postgres = matches!(conn, Connection::Pg(_));
+    let masks = MaskPlan::new(&catalog, &selected, &opts.mask, postgres)?;
     let ordered = dump_order(&catalog, &selected);
-    Ok((catalog, ordered))
+    Ok((catalog, ordered, masks))
 }
 
 /// Foreign-key order when there is one, else catalog (name) order. A dump in this order loads
@@ -187,6 +196,7 @@ fn dump_order(catalog: &Catalog, selected: &[usize]) -> Vec<usize> {
 fn dump_table<W: Write>(
     conn: &mut Connection,
     table: &Table,
+    mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
@@ -194,8 +204,8 @@ fn dump_table<W: Write>(
     progress.table_started(&table.key, Some(table.estimated_rows.max(0.0) as u64));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, w, progress, path)?,
-        Connection::Sqlite(_) => sqlite::dump_table(conn, table, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, mask, w, progress, path)?,
+        Connection::Sqlite(_) => sqlite::dump_table(conn, table, mask, w, progress, path)?,
     };
     w.end_table().map_err(|e| Error::io(path, e))?;
     progress.table_finished(&table.key, rows);
