@@ -198,7 +198,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match args.command {
         Command::Dump(a) => {
-            let mask = mask::options(&config, &a, &msg)?;
+            let mask = mask::options(&config, &a)?;
             let mut conn = Connection::open(&url, false)?;
             dump(&mut conn, a, mask, &msg)
         }
@@ -257,12 +257,12 @@ fn dump(
         pretty: a.pretty,
         mask,
     };
+    let started = Instant::now();
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
         None => &NoProgress,
     };
-    let started = Instant::now();
     let (summary, target) = match &a.output {
         None => {
             let mut out = std::io::stdout().lock();
@@ -285,6 +285,7 @@ fn dump(
         human_bytes(summary.bytes),
         started.elapsed().as_secs_f64()
     ));
+    mask::warn_if_unsalted(&opts.mask, msg);
     Ok(Outcome::Ok)
 }
 

@@ -282,12 +282,16 @@ impl MaskPlan {
                     columns.push(None);
                     continue;
                 }
-                let limit = check_column(catalog, table, column, rule.strategy, postgres)
+                let chars = check_column(catalog, table, column, rule.strategy, postgres)
                     .map_err(|m| rule.error(format!("{}.{}: {m}", table.key, column.name)))?;
+                let ty = column.type_name.to_ascii_lowercase();
                 any = true;
                 columns.push(Some(ColumnMask {
                     strategy: rule.strategy,
-                    limit,
+                    fit: strategy::Fit {
+                        chars,
+                        scale: numeric_scale(&ty),
+                    },
                     name: column.name.clone(),
                 }));
             }
@@ -477,11 +481,20 @@ fn numeric_bound(ty: &str) -> Option<i64> {
     Some(10i64.pow(digits) - 1)
 }
 
+/// `numeric(6,2)` → 2.
+fn numeric_scale(ty: &str) -> u32 {
+    ty.strip_prefix("numeric(")
+        .and_then(|r| r.strip_suffix(')'))
+        .and_then(|r| r.split_once(','))
+        .and_then(|(_, s)| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// One masked column.
 #[derive(Clone)]
 struct ColumnMask {
     strategy: Strategy,
-    limit: Option<usize>,
+    fit: strategy::Fit,
     name: String,
 }
 
@@ -521,7 +534,7 @@ impl TableMask {
                 continue;
             }
             scratch.clear();
-            strategy::apply(mask.strategy, key, value, mask.limit, scratch).map_err(|message| {
+            strategy::apply(mask.strategy, key, value, mask.fit, scratch).map_err(|message| {
                 MaskError {
                     column: mask.name.clone(),
                     message,
@@ -611,5 +624,7 @@ mod tests {
         assert_eq!(numeric_bound("numeric(5,2)"), Some(999));
         assert_eq!(numeric_bound("numeric(3)"), Some(999));
         assert_eq!(numeric_bound("numeric"), None);
+        assert_eq!(numeric_scale("numeric(6,2)"), 2);
+        assert_eq!(numeric_scale("numeric"), 0);
     }
 }

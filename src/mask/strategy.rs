@@ -203,16 +203,26 @@ fn local_part(name: &str) -> String {
         .collect()
 }
 
-/// Appends the masked JSON for `value` (a non-null fixture JSON value) to `out`. `limit` is the
-/// column's length limit in characters, when it has one. The caller has checked that the
-/// strategy suits the column (see `mask::check_column`).
+/// What a masked value must fit into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fit {
+    /// The column's length limit in characters (`varchar(n)`), when it has one.
+    pub chars: Option<usize>,
+    /// Decimal places of a `numeric(p,s)` column: `int` writes them (`12.00`) so the value reads
+    /// back exactly as written.
+    pub scale: u32,
+}
+
+/// Appends the masked JSON for `value` (a non-null fixture JSON value) to `out`. The caller has
+/// checked that the strategy suits the column (see `mask::check_column`).
 pub fn apply(
     strategy: Strategy,
     key: &Key,
     value: &[u8],
-    limit: Option<usize>,
+    fit_to: Fit,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    let limit = fit_to.chars;
     let text = value_text(value)?;
     let d = digest(key, &text);
     let rng = || ChaCha8Rng::from_seed(d);
@@ -229,6 +239,10 @@ pub fn apply(
             let width = (max as i128 - min as i128 + 1) as u128;
             let n = u128::from_le_bytes(d[..16].try_into().expect("16 bytes")) % width;
             out.extend_from_slice((min as i128 + n as i128).to_string().as_bytes());
+            if fit_to.scale > 0 {
+                out.push(b'.');
+                out.extend(std::iter::repeat_n(b'0', fit_to.scale as usize));
+            }
             return Ok(());
         }
         Strategy::DateShift { days } => {
@@ -361,11 +375,15 @@ mod tests {
 
     fn m(strategy: &str, value: &str, limit: Option<usize>) -> String {
         let mut out = Vec::new();
+        let fit_to = Fit {
+            chars: limit,
+            scale: 0,
+        };
         apply(
             strategy.parse().unwrap(),
             &key("s"),
             value.as_bytes(),
-            limit,
+            fit_to,
             &mut out,
         )
         .unwrap();
@@ -403,7 +421,14 @@ mod tests {
         let a = m("full_name", "\"Ana Lima\"", None);
         assert_eq!(a, m("full_name", "\"Ana Lima\"", None));
         let mut other = Vec::new();
-        apply(Strategy::Hash, &key("t"), b"\"Ana Lima\"", None, &mut other).unwrap();
+        apply(
+            Strategy::Hash,
+            &key("t"),
+            b"\"Ana Lima\"",
+            Fit::default(),
+            &mut other,
+        )
+        .unwrap();
         assert_ne!(m("hash", "\"Ana Lima\"", None).as_bytes(), other.as_slice());
         // An escaped string hashes as its text.
         assert_eq!(m("hash", "\"a\\u0062\"", None), m("hash", "\"ab\"", None));
@@ -427,6 +452,20 @@ mod tests {
         let n: i64 = m("int:10..12", "12345", None).parse().unwrap();
         assert!((10..=12).contains(&n));
         assert_eq!(m("int:7..7", "\"x\"", None), "7");
+        let mut out = Vec::new();
+        let two = Fit {
+            chars: None,
+            scale: 2,
+        };
+        apply(
+            Strategy::Int { min: -3, max: -3 },
+            &key("s"),
+            b"1",
+            two,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, b"-3.00");
         assert_eq!(m("null", "\"x\"", None), "null");
         assert_eq!(m("keep", "\"x\"", None), "\"x\"");
     }
@@ -463,7 +502,7 @@ mod tests {
             "date_shift:3".parse().unwrap(),
             &key("s"),
             b"\"not a date\"",
-            None,
+            Fit::default(),
             &mut out,
         )
         .unwrap_err();

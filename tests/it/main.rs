@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod dump;
 mod load;
+mod mask;
 mod sequences;
 mod sqlite;
