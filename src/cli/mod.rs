@@ -257,12 +257,12 @@ fn dump(
         pretty: a.pretty,
         mask,
     };
-    let started = Instant::now();
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
         None => &NoProgress,
     };
+    let started = Instant::now();
     let (summary, target) = match &a.output {
         None => {
             let mut out = std::io::stdout().lock();

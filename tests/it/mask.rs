@@ -513,6 +513,12 @@ fn pg_unique_columns_stay_unique_on_100000_rows() {
     for c in ["email", "login", "nick"] {
         let all = values(&masked, "people", c);
         assert_eq!(all.len(), 100_000);
+        assert!(
+            all.iter().all(|v| !v.contains("corp.test")
+                && !v.starts_with("login")
+                && !v.starts_with("nick")),
+            "{c} is masked"
+        );
         let distinct: BTreeSet<&String> = all.iter().collect();
         assert_eq!(distinct.len(), 100_000, "{c} stays unique");
     }
@@ -765,7 +771,13 @@ fn sqlite_unique_columns_stay_unique_on_100000_rows() {
     let out = db.masked(&["people.email=email", "people.login=hash"], SALT);
     let masked = json(&out);
     for c in ["email", "login"] {
-        let distinct: BTreeSet<String> = values(&masked, "people", c).into_iter().collect();
+        let all = values(&masked, "people", c);
+        assert!(
+            all.iter()
+                .all(|v| !v.contains("corp.test") && !v.starts_with("login")),
+            "{c} is masked"
+        );
+        let distinct: BTreeSet<String> = all.into_iter().collect();
         assert_eq!(distinct.len(), 100_000, "{c} stays unique");
     }
     let copy = Lite::new(
