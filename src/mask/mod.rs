@@ -113,7 +113,7 @@ impl Rule {
         (table.join("."), column)
     }
 
-    fn from_flag(&self) -> bool {
+    fn is_flag(&self) -> bool {
         self.source == FLAG
     }
 }
@@ -327,7 +327,7 @@ impl MaskPlan {
 
 /// The rule that decides a column: exact over glob, then flag over file; ties must agree.
 fn winner<'r>(table: &Table, column: &Column, rules: &[&'r Rule]) -> Result<&'r Rule> {
-    let rank = |r: &Rule| (!r.is_glob(), r.from_flag());
+    let rank = |r: &Rule| (!r.is_glob(), r.is_flag());
     let best = rules
         .iter()
         .map(|r| rank(r))

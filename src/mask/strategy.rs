@@ -241,7 +241,7 @@ pub fn apply(
             out.extend_from_slice((min as i128 + n as i128).to_string().as_bytes());
             if fit_to.scale > 0 {
                 out.push(b'.');
-                out.extend(std::iter::repeat_n(b'0', fit_to.scale as usize));
+                out.resize(out.len() + fit_to.scale as usize, b'0');
             }
             return Ok(());
         }
