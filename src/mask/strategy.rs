@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use fake::faker::address::en::{BuildingNumber, CityName, StreetName};
 use fake::faker::lorem::en::Word;
-use fake::faker::name::en::{FirstName, LastName, Name};
+use fake::faker::name::en::{FirstName, LastName};
 use fake::faker::phone_number::en::PhoneNumber;
 use fake::Fake;
 use hmac::{Hmac, Mac};
@@ -238,7 +238,7 @@ pub fn apply(
         Strategy::Int { min, max } => {
             let width = (max as i128 - min as i128 + 1) as u128;
             let n = u128::from_le_bytes(d[..16].try_into().expect("16 bytes")) % width;
-            out.extend_from_slice((min as i128 + n as i128).to_string().as_bytes());
+            let _ = std::io::Write::write_fmt(out, format_args!("{}", min as i128 + n as i128));
             if fit_to.scale > 0 {
                 out.push(b'.');
                 out.resize(out.len() + fit_to.scale as usize, b'0');
@@ -274,7 +274,13 @@ pub fn apply(
         }
         Strategy::FirstName => FirstName().fake_with_rng::<&str, _>(&mut rng()).to_string(),
         Strategy::LastName => LastName().fake_with_rng::<&str, _>(&mut rng()).to_string(),
-        Strategy::FullName => Name().fake_with_rng(&mut rng()),
+        Strategy::FullName => {
+            // fake's Name() formats a template; two picks are the same names, cheaper.
+            let mut r = rng();
+            let first: &str = FirstName().fake_with_rng(&mut r);
+            let last: &str = LastName().fake_with_rng(&mut r);
+            format!("{first} {last}")
+        }
         Strategy::Phone => PhoneNumber().fake_with_rng(&mut rng()),
         Strategy::Address => {
             let mut r = rng();
@@ -324,14 +330,31 @@ fn shift_json(value: &[u8], text: &[u8], offset: i64, out: &mut Vec<u8>) -> Resu
         out.extend_from_slice(value);
         return Ok(());
     }
-    let shifted = shift_date_text(t, offset).ok_or_else(not_a_date)?;
-    push_json_string(out, shifted.as_bytes());
+    let start = out.len();
+    out.push(b'"');
+    if shift_date_text(t, offset, out).is_none() {
+        out.truncate(start);
+        return Err(not_a_date());
+    }
+    if out[start + 1..]
+        .iter()
+        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        // Text after the date that JSON must escape (SQLite stores any text): the slow path.
+        let shifted = out.split_off(start + 1);
+        out.truncate(start);
+        push_json_string(out, &shifted);
+    } else {
+        out.push(b'"');
+    }
     Ok(())
 }
 
-/// Shifts the date at the start of `t` by `offset` days, keeping everything after it.
-fn shift_date_text(t: &str, offset: i64) -> Option<String> {
+/// Appends `t` with the date at its start shifted by `offset` days, everything after it kept.
+/// (Hot: one call per masked value, so it writes into `out` instead of allocating.)
+fn shift_date_text(t: &str, offset: i64, out: &mut Vec<u8>) -> Option<()> {
     use chrono::{Datelike, NaiveDate, TimeDelta};
+    use std::io::Write;
     let year_len = t.find('-')?;
     if year_len < 4 || !t[..year_len].bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -341,8 +364,11 @@ fn shift_date_text(t: &str, offset: i64) -> Option<String> {
     if b.len() < 6 || b[0] != b'-' || b[3] != b'-' {
         return None;
     }
-    let month: u32 = rest.get(1..3)?.parse().ok()?;
-    let day: u32 = rest.get(4..6)?.parse().ok()?;
+    let two = |i: usize| -> Option<u32> {
+        let (a, b) = (b[i], b[i + 1]);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from((a - b'0') * 10 + (b - b'0')))
+    };
+    let (month, day) = (two(1)?, two(4)?);
     let tail = &rest[6..];
     let (tail, bc) = match tail.strip_suffix(" BC") {
         Some(t) => (t, true),
@@ -358,11 +384,10 @@ fn shift_date_text(t: &str, offset: i64) -> Option<String> {
     } else {
         (date.year(), "")
     };
-    Some(format!(
-        "{y:04}-{:02}-{:02}{tail}{suffix}",
-        date.month(),
-        date.day()
-    ))
+    write!(out, "{y:04}-{:02}-{:02}", date.month(), date.day()).ok()?;
+    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(suffix.as_bytes());
+    Some(())
 }
 
 #[cfg(test)]
@@ -482,17 +507,20 @@ mod tests {
         }
         let ts = m("date_shift:3", "\"2024-01-02T03:04:05.123+00:00\"", None);
         assert!(ts.ends_with("T03:04:05.123+00:00\""), "{ts}");
+        let shift = |t: &str, days: i64| {
+            let mut out = Vec::new();
+            shift_date_text(t, days, &mut out).map(|()| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(shift("0001-01-01 BC", 1).as_deref(), Some("0001-01-02 BC"));
+        assert_eq!(shift("0001-12-31 BC", 1).as_deref(), Some("0001-01-01"));
         assert_eq!(
-            shift_date_text("0001-01-01 BC", 1).as_deref(),
-            Some("0001-01-02 BC")
-        );
-        assert_eq!(
-            shift_date_text("0001-12-31 BC", 1).as_deref(),
-            Some("0001-01-01")
-        );
-        assert_eq!(
-            shift_date_text("2024-01-02 10:00:00", -2).as_deref(),
+            shift("2024-01-02 10:00:00", -2).as_deref(),
             Some("2023-12-31 10:00:00")
+        );
+        assert_eq!(shift("2024-1-02", 1), None);
+        assert_eq!(
+            m("date_shift:3", "\"2024-01-02 \\\"x\\\"\"", None)[11..],
+            *" \\\"x\\\"\""
         );
         assert_eq!(m("date_shift:3", "\"infinity\"", None), "\"infinity\"");
         let secs: i64 = m("date_shift:1", "1700000000", None).parse().unwrap();
