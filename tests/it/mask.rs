@@ -787,3 +787,34 @@ fn sqlite_unique_columns_stay_unique_on_100000_rows() {
     fs::write(&file, &out).unwrap();
     ok(copy.run(&["load", p(&file)]));
 }
+
+#[test]
+fn library_dump_takes_the_same_mask_options_as_the_command_line() {
+    use dbfixtures::dump::{dump, DumpOptions};
+    use dbfixtures::mask::{MaskOptions, Rule};
+    let db = pg_db("mask_pg_library");
+    let rules: Vec<Rule> = PG_RULES
+        .iter()
+        .map(|r| Rule::parse(r, "--mask").unwrap())
+        .collect();
+    let opts = DumpOptions {
+        mask: MaskOptions::new(rules, Some(SALT.into())),
+        ..Default::default()
+    };
+    assert!(
+        !format!("{opts:?}").contains(SALT),
+        "Debug never shows the salt"
+    );
+    let mut out = Vec::new();
+    dump(&mut db.conn(), &opts, &mut out, &dbfixtures::NoProgress).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), pg_masked_dump(&db, SALT));
+    // A refused rule is an error before the writer sees a byte.
+    let opts = DumpOptions {
+        mask: MaskOptions::new(vec![Rule::parse("users.id=hash", "--mask").unwrap()], None),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let e = dump(&mut db.conn(), &opts, &mut out, &dbfixtures::NoProgress).unwrap_err();
+    assert!(matches!(e, dbfixtures::Error::Mask { .. }), "{e}");
+    assert!(out.is_empty());
+}
