@@ -106,10 +106,14 @@ pub struct SubsetSection {
 
 // ---- [mask] (owned by `mask`) -----------------------------------------------------------------
 
-/// `[mask]`: masking rules applied on dump (see `mask`).
+/// `[mask]`: masking rules applied on dump (see `mask`), one per line:
+/// `"TABLE.COLUMN" = "STRATEGY"` (globs allowed: `"*.email" = "email"`). Keys and strategies
+/// are checked by `mask` (with the file named in errors); the salt never lives here.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MaskSection {}
+#[serde(transparent)]
+pub struct MaskSection {
+    pub rules: std::collections::BTreeMap<String, String>,
+}
 
 // ---- [django] (owned by `format::django`) -----------------------------------------------------
 
@@ -131,6 +135,15 @@ mod tests {
     fn unknown_section_is_an_error_naming_it() {
         let e = Config::parse("[subsett]\n").unwrap_err();
         assert!(e.contains("subsett"), "{e}");
+    }
+
+    #[test]
+    fn mask_section_is_a_table_of_rules() {
+        let c = Config::parse("[mask]\n\"users.email\" = \"email\"\n\"*.phone\" = \"phone\"\n")
+            .unwrap();
+        assert_eq!(c.mask.rules.len(), 2);
+        assert_eq!(c.mask.rules["users.email"], "email");
+        assert!(Config::parse("[mask]\n\"users.email\" = 3\n").is_err());
     }
 
     #[test]

@@ -119,6 +119,15 @@ pub enum Error {
         rounds: usize,
         grew: String,
     },
+
+    /// A masking rule that cannot be applied (see [`crate::mask`]); found before any output.
+    #[error("mask {rule} ({origin}): {message}")]
+    Mask {
+        rule: String,
+        /// `--mask` or the config file's path.
+        origin: String,
+        message: String,
+    },
 }
 
 impl Error {

@@ -19,6 +19,7 @@ pub mod dump;
 pub mod error;
 pub mod format;
 pub mod load;
+pub mod mask;
 pub mod migrate;
 pub mod order;
 pub mod progress;

@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod mask;
 mod subset;
 mod term;
 mod testdb;
@@ -97,6 +98,22 @@ pub struct DumpArgs {
     pub pretty: bool,
     #[command(flatten)]
     pub subset: subset::SubsetArgs,
+    /// Mask a column's values on the way out: TABLE.COLUMN=STRATEGY, globs allowed
+    /// (`*.email=email`); repeatable, adds to and overrides the config file's [mask]. Strategies:
+    /// null, redact, hash, email, first_name, last_name, full_name, phone, address, text,
+    /// int:MIN..MAX, date_shift:DAYS, keep
+    #[arg(long = "mask", value_name = "TABLE.COLUMN=STRATEGY")]
+    pub masks: Vec<String>,
+    /// Secret key of the masks: the same salt gives the same masked values [env:
+    /// DBFIXTURES_MASK_SALT]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "DBFIXTURES_MASK_SALT",
+        hide_env = true,
+        hide_env_values = true
+    )]
+    pub mask_salt: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,8 +225,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match command {
         Command::Dump(a) => {
+            let mask = mask::options(&config, &a)?;
             let mut conn = Connection::open(&url, false)?;
-            dump(&mut conn, a, &config, &msg)
+            dump(&mut conn, a, &config, mask, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -258,6 +276,7 @@ fn dump(
     conn: &mut Connection,
     a: DumpArgs,
     config: &dbfixtures::config::Config,
+    mask: dbfixtures::mask::MaskOptions,
     msg: &Messages,
 ) -> Result<Outcome> {
     let opts = DumpOptions {
@@ -266,6 +285,7 @@ fn dump(
         schemas: a.schemas,
         pretty: a.pretty,
         subset: subset::options(&a.subset, &config.subset)?,
+        mask,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
@@ -300,6 +320,7 @@ fn dump(
         human_bytes(summary.bytes),
         started.elapsed().as_secs_f64()
     ));
+    mask::warn_if_unsalted(&opts.mask, msg);
     Ok(Outcome::Ok)
 }
 

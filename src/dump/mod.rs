@@ -8,6 +8,8 @@
 //! - Rows are ordered by primary key (by the whole row's text where there is none) and tables by
 //!   foreign keys then name, so the same data always dumps to the same bytes.
 //! - Generated columns are not written.
+//! - Masks (`mask`) are resolved and checked with the tables, before the first byte is written,
+//!   and applied to each row as it is converted, whatever the output.
 
 pub(crate) mod pg;
 mod sqlite;
@@ -20,6 +22,7 @@ use crate::backend::{Connection, TxMode};
 use crate::catalog::{Catalog, Table};
 use crate::error::{Error, Result};
 use crate::format::writer::FixtureWriter;
+use crate::mask::{MaskOptions, MaskPlan, TableMask};
 use crate::order::{self, FkEdge};
 use crate::progress::Progress;
 use crate::subset::{self, RowFilter, SubsetOptions};
@@ -37,6 +40,8 @@ pub struct DumpOptions {
     pub pretty: bool,
     /// `--where ...`: only these rows and the rows they need (see `subset`).
     pub subset: Option<SubsetOptions>,
+    /// Columns masked on the way out (none by default).
+    pub mask: MaskOptions,
 }
 
 /// What a dump wrote.
@@ -67,12 +72,13 @@ fn dump_buffered(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables, filters) = plan(conn, opts, progress)?;
+        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
         let mut w = FixtureWriter::new(out, opts.pretty);
         let mut rows = 0;
         for &t in &tables {
             let table = &catalog.tables[t];
-            rows += dump_table(conn, table, filters.of(t), &mut w, progress, "<output>")?;
+            let (only, mask) = (filters.of(t), masks.table(t));
+            rows += dump_table(conn, table, only, mask, &mut w, progress, "<output>")?;
         }
         let bytes = w.bytes() + 3;
         w.finish().map_err(|e| Error::io("<output>", e))?;
@@ -95,7 +101,7 @@ pub fn dump_to_dir(
 ) -> Result<DumpSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables, filters) = plan(conn, opts, progress)?;
+        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
         let mut summary = DumpSummary {
             tables: tables.len(),
             ..Default::default()
@@ -124,7 +130,8 @@ pub fn dump_to_dir(
             let (rows, bytes, file) = {
                 let mut sink = Sink::new(file.writer(), gzip);
                 let mut w = FixtureWriter::new(&mut sink, opts.pretty);
-                let rows = dump_table(conn, table, filters.of(t), &mut w, progress, &shown)?;
+                let (only, mask) = (filters.of(t), masks.table(t));
+                let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
                 let bytes = w.bytes() + 3;
                 w.finish().map_err(|e| Error::io(&shown, e))?;
                 sink.finish().map_err(|e| Error::io(&shown, e))?;
@@ -158,15 +165,18 @@ pub fn dump_to_file(
     Ok(summary)
 }
 
-/// Reads the catalog and picks the tables, parents before children, then by name. For a subset
-/// dump, runs the closure and keeps only the tables with rows in it.
+/// Reads the catalog, picks the tables (parents before children, then by name) and checks the
+/// masks against them, before any row is read. For a subset dump, runs the closure and keeps only
+/// the tables with rows in it.
 fn plan(
     conn: &mut Connection,
     opts: &DumpOptions,
     progress: &dyn Progress,
-) -> Result<(Catalog, Vec<usize>, Filters)> {
+) -> Result<(Catalog, Vec<usize>, Filters, MaskPlan)> {
     let catalog = Catalog::read(conn)?;
     let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
+    let postgres = matches!(conn, Connection::Pg(_));
+    let masks = MaskPlan::new(&catalog, &selected, &opts.mask, postgres)?;
     let mut ordered = dump_order(&catalog, &selected);
     let filters = match &opts.subset {
         None => Filters(None),
@@ -176,7 +186,7 @@ fn plan(
             Filters(Some(subset.rows))
         }
     };
-    Ok((catalog, ordered, filters))
+    Ok((catalog, ordered, filters, masks))
 }
 
 /// The rows of each table a dump writes: every row, or a subset's.
@@ -245,6 +255,7 @@ fn dump_table<W: Write>(
     conn: &mut Connection,
     table: &Table,
     only: Option<&[subset::Key]>,
+    mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
@@ -253,8 +264,8 @@ fn dump_table<W: Write>(
     progress.table_started(&table.key, Some(estimate));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, only, w, progress, path)?,
-        Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, only, mask, w, progress, path)?,
+        Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, mask, w, progress, path)?,
     };
     if let Some(keys) = only.filter(|k| k.len() as u64 != rows) {
         // Inside one snapshot every key names exactly one row: a difference is a bug in how

@@ -14,6 +14,7 @@ use crate::error::{describe_diesel, Error, Result};
 use crate::format::copy_text::{push_json_string, CopyRow};
 use crate::format::value::push_json;
 use crate::format::writer::FixtureWriter;
+use crate::mask::{MaskError, TableMask};
 use crate::progress::Progress;
 use crate::subset::Key;
 
@@ -72,6 +73,7 @@ pub(super) fn dump_table<W: Write>(
     conn: &mut PgConnection,
     table: &Table,
     only: Option<&[Key]>,
+    mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
@@ -93,6 +95,8 @@ pub(super) fn dump_table<W: Write>(
     let mut row = CopyRow::new();
     let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
     let mut scratch = Vec::new();
+    let mut mask_scratch = Vec::new();
+    let mut mask_error: Option<MaskError> = None;
     let mut count = 0u64;
     let result = copy_out(conn, &copy_source(table, condition.as_deref()), |line| {
         let n = row
@@ -108,6 +112,10 @@ pub(super) fn dump_table<W: Write>(
             values[i].clear();
             push_json(&mut values[i], *kind, row.get(i));
         }
+        if let Err(e) = mask.apply(&mut values, &mut mask_scratch) {
+            mask_error = Some(e);
+            return Err(io_err("masking failed".into()));
+        }
         let fields: Vec<(&[u8], &[u8])> = cols
             .iter()
             .zip(&values)
@@ -121,6 +129,17 @@ pub(super) fn dump_table<W: Write>(
         Ok(())
     });
     progress.rows(count % 4096);
+    if let Some(e) = mask_error {
+        return Err(crate::error::Error::Fixture {
+            location: Box::new(crate::error::Location {
+                table: Some(table.key.clone()),
+                row: Some(count as usize),
+                column: Some(e.column),
+                ..Default::default()
+            }),
+            message: e.message,
+        });
+    }
     match result {
         Ok(_) => Ok(count),
         Err(CopyError::Source(e)) | Err(CopyError::Io(e)) => Err(Error::io(path, e)),

@@ -31,6 +31,7 @@ use crate::error::{describe_diesel, Error, Location, Result};
 use crate::format::copy_text::push_json_string;
 use crate::format::value::push_json;
 use crate::format::writer::FixtureWriter;
+use crate::mask::TableMask;
 use crate::progress::Progress;
 use crate::subset::{self, Key};
 
@@ -104,6 +105,7 @@ pub(super) fn dump_table<W: Write>(
     conn: &mut Connection,
     table: &Table,
     only: Option<&[Key]>,
+    mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
@@ -140,6 +142,7 @@ pub(super) fn dump_table<W: Write>(
         .map_err(db_err)?;
     let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
     let mut scratch = Vec::new();
+    let mut mask_scratch = Vec::new();
     let mut count = 0u64;
     for row in rows {
         let row = row.map_err(db_err)?;
@@ -161,6 +164,17 @@ pub(super) fn dump_table<W: Write>(
                 message,
             })?;
         }
+        mask.apply(&mut values, &mut mask_scratch)
+            .map_err(|e| Error::Fixture {
+                location: Box::new(Location {
+                    table: Some(table.key.clone()),
+                    row: Some(count as usize),
+                    key: row_key(table, &pk, &row.0),
+                    column: Some(e.column),
+                    ..Default::default()
+                }),
+                message: e.message,
+            })?;
         let fields: Vec<(&[u8], &[u8])> = cols
             .iter()
             .zip(&values)

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod dump;
 mod load;
+mod mask;
 mod sequences;
 mod sqlite;
 mod subset;
