@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod defer;
 mod term;
 
 use std::io::Write;
@@ -108,6 +109,13 @@ pub struct LoadArgs {
     /// transaction; creates a missing SQLite database file
     #[arg(long)]
     pub migrate: bool,
+    /// PostgreSQL: keep foreign keys and indexes in place while loading (checked row by row)
+    /// instead of building them after the data
+    #[arg(long)]
+    pub no_defer_constraints: bool,
+    /// Say which constraints were built after the data, and which tables were loaded row by row
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -274,6 +282,8 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         dry_run: a.dry_run,
         force: a.force,
         migrate: a.migrate,
+        no_defer_constraints: a.no_defer_constraints,
+        defer_min_rows: None,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
@@ -284,6 +294,11 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
     let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
     for m in &report.migrations {
         msg.say(format!("  applied migration {m}"));
+    }
+    if a.verbose {
+        for line in defer::describe(&report.deferred) {
+            msg.say(line);
+        }
     }
     for change in &report.sequences.changes {
         msg.say(format!(

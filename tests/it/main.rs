@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod defer;
 mod dump;
 mod load;
 mod sequences;

@@ -490,3 +490,11 @@ impl Drop for DirLock {
         let _ = fs::remove_dir(&self.0);
     }
 }
+
+impl TestDb {
+    /// Runs statements that may fail; the server's message on error.
+    pub fn try_sql(&self, sql: &str) -> Result<(), String> {
+        self.with_conn(|c| c.batch_execute(sql))
+            .map_err(|e| e.to_string())
+    }
+}
