@@ -142,6 +142,9 @@ pub(crate) struct TablePlan<'a> {
     /// The table had no rows before this load (rows without a key are all new: an upsert does
     /// not match them against rows this load inserted).
     pub was_empty: bool,
+    /// PostgreSQL: per column, how a structured value is encoded as COPY text on the client
+    /// (None: not structured, or only the server can convert it from JSON).
+    pub shapes: Vec<Option<crate::format::copy_structured::Shape>>,
 }
 
 /// Fill-ins for cycle-broken foreign keys, run after every table is loaded.
@@ -384,6 +387,10 @@ fn load_in_transaction(
             ..Default::default()
         };
         let mut was_empty = None;
+        let shapes = match conn.backend() {
+            Backend::Postgres => pg::column_shapes(conn, table)?,
+            Backend::Sqlite => Vec::new(),
+        };
         for (occ, _) in occurrences.iter().zip(occ_table).filter(|(_, &ot)| ot == t) {
             let empty = match conn.backend() {
                 Backend::Postgres => pg::is_empty(conn, table)?,
@@ -396,6 +403,7 @@ fn load_in_transaction(
                 null_fks: null_fks.clone(),
                 empty,
                 was_empty: *was_empty.get_or_insert(empty),
+                shapes: shapes.clone(),
             };
             let inp = &inputs[occ.input];
             let mut stream = RowStream::open(inp, occ)?;

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod copy_types;
 mod defer;
 mod dump;
 mod load;
