@@ -9,6 +9,7 @@
 //!   foreign keys then name, so the same data always dumps to the same bytes.
 //! - Generated columns are not written.
 
+mod parallel;
 mod pg;
 mod sqlite;
 
@@ -34,6 +35,17 @@ pub struct DumpOptions {
     pub schemas: Vec<String>,
     /// One column per line instead of one row per line.
     pub pretty: bool,
+    /// PostgreSQL: read tables on several connections sharing one snapshot (`dump -j N`); the
+    /// output is the same bytes. SQLite (and a directory output) reads serially in its one
+    /// snapshot.
+    pub parallel: Option<Parallel>,
+}
+
+/// `dump -j N`: `jobs` connections to `url` (the database being dumped).
+#[derive(Debug, Clone)]
+pub struct Parallel {
+    pub jobs: usize,
+    pub url: crate::DatabaseUrl,
 }
 
 /// What a dump wrote.
@@ -63,6 +75,11 @@ fn dump_buffered(
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
+    if let Some(p) = opts.parallel.as_ref().filter(|p| p.jobs > 1) {
+        if conn.backend() == crate::backend::Backend::Postgres {
+            return parallel::dump_buffered(conn, &p.url, p.jobs, opts, out, progress);
+        }
+    }
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables) = plan(conn, opts)?;
         let mut w = FixtureWriter::new(out, opts.pretty);

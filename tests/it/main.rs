@@ -8,5 +8,6 @@ mod copy_types;
 mod defer;
 mod dump;
 mod load;
+mod parallel_dump;
 mod sequences;
 mod sqlite;
