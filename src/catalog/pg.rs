@@ -10,6 +10,7 @@
 use super::{Catalog, ForeignKey, Sequence, Table, MIGRATIONS_TABLE};
 use crate::backend::Connection;
 use crate::error::Result;
+use crate::format::copy_structured::{Scalar, Shape};
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
@@ -155,4 +156,81 @@ SELECT json_agg(json_build_object(
   LEFT JOIN feeds f ON f.seq = s.seqrelid
  WHERE EXISTS (SELECT 1 FROM uses u WHERE u.seq = s.seqrelid)"#
         .to_string()
+}
+
+/// One type as [`type_shape`] needs it.
+#[derive(serde::Deserialize)]
+struct TypeRow {
+    typtype: String,
+    name: String,
+    /// The element type of an array type.
+    elem: Option<u32>,
+    /// The base type of a domain.
+    base: Option<u32>,
+    delim: String,
+    /// A composite's fields (name, type), dropped ones left out.
+    fields: Option<Vec<(String, u32)>>,
+    /// An extension type with a cast to json (its JSON form is its own).
+    json_cast: bool,
+}
+
+/// How values of the type `type_name` (as `format_type` prints it) are written in COPY text,
+/// for the structured kinds (arrays, composites, hstore, domains over them); None when the type
+/// holds something only the server can convert from JSON (another extension type with its own
+/// JSON form).
+pub fn type_shape(conn: &mut Connection, type_name: &str) -> Result<Option<Shape>> {
+    let oid: u32 = conn.query_json(&format!(
+        "SELECT to_json({}::regtype::oid::int8)::text AS j",
+        super::quote_literal(type_name)
+    ))?;
+    shape_of(conn, oid, 0)
+}
+
+fn shape_of(conn: &mut Connection, oid: u32, depth: usize) -> Result<Option<Shape>> {
+    if depth > 16 {
+        return Ok(None);
+    }
+    let t: TypeRow = conn.query_json(&format!(
+        "SELECT json_build_object(
+           'typtype', t.typtype, 'name', t.typname, 'delim', t.typdelim,
+           'elem', CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 AND t.typlen = -1
+                        AND t.typname NOT IN ('int2vector', 'oidvector') THEN t.typelem::int8 END,
+           'base', nullif(t.typbasetype, 0)::int8,
+           'fields', CASE WHEN t.typtype = 'c' THEN (SELECT json_agg(json_build_array(a.attname, a.atttypid::int8)
+                        ORDER BY a.attnum) FROM pg_attribute a
+                        WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) END,
+           'json_cast', t.oid >= 16384 AND EXISTS (SELECT 1 FROM pg_cast c
+                        WHERE c.castsource = t.oid AND c.casttarget = 'json'::regtype))::text AS j
+         FROM pg_type t WHERE t.oid = {oid}"
+    ))?;
+    Ok(Some(if let Some(base) = t.base {
+        return shape_of(conn, base, depth + 1);
+    } else if let Some(elem) = t.elem {
+        let Some(elem) = shape_of(conn, elem, depth + 1)? else {
+            return Ok(None);
+        };
+        Shape::Array {
+            elem: Box::new(elem),
+            delim: t.delim.bytes().next().unwrap_or(b','),
+        }
+    } else if t.typtype == "c" {
+        let mut fields = Vec::new();
+        for (name, ty) in t.fields.unwrap_or_default() {
+            let Some(s) = shape_of(conn, ty, depth + 1)? else {
+                return Ok(None);
+            };
+            fields.push((name, s));
+        }
+        Shape::Composite(fields)
+    } else if t.name == "hstore" && t.json_cast {
+        Shape::Hstore
+    } else if t.json_cast {
+        return Ok(None);
+    } else {
+        Shape::Scalar(match t.name.as_str() {
+            "bool" => Scalar::Boolean,
+            "json" | "jsonb" => Scalar::Json,
+            _ => Scalar::Other,
+        })
+    }))
 }

@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod defer;
 mod mask;
 mod subset;
 mod term;
@@ -114,6 +115,11 @@ pub struct DumpArgs {
         hide_env_values = true
     )]
     pub mask_salt: Option<String>,
+    /// PostgreSQL: read tables on N connections sharing one snapshot (same output bytes as
+    /// -j 1); SQLite reads serially
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +143,13 @@ pub struct LoadArgs {
     /// transaction; creates a missing SQLite database file
     #[arg(long)]
     pub migrate: bool,
+    /// PostgreSQL: keep foreign keys and indexes in place while loading (checked row by row)
+    /// instead of building them after the data
+    #[arg(long)]
+    pub no_defer_constraints: bool,
+    /// Say which constraints were built after the data, and which tables were loaded row by row
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -227,7 +240,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         Command::Dump(a) => {
             let mask = mask::options(&config, &a)?;
             let mut conn = Connection::open(&url, false)?;
-            dump(&mut conn, a, &config, mask, &msg)
+            dump(&mut conn, &url, a, &config, mask, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -274,6 +287,7 @@ fn stdout_err(e: std::io::Error) -> Error {
 
 fn dump(
     conn: &mut Connection,
+    url: &DatabaseUrl,
     a: DumpArgs,
     config: &dbfixtures::config::Config,
     mask: dbfixtures::mask::MaskOptions,
@@ -286,6 +300,10 @@ fn dump(
         pretty: a.pretty,
         subset: subset::options(&a.subset, &config.subset)?,
         mask,
+        parallel: (a.jobs > 1).then(|| dbfixtures::dump::Parallel {
+            jobs: usize::from(a.jobs),
+            url: url.clone(),
+        }),
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
@@ -334,6 +352,8 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         dry_run: a.dry_run,
         force: a.force,
         migrate: a.migrate,
+        no_defer_constraints: a.no_defer_constraints,
+        defer_min_rows: None,
     };
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
@@ -344,6 +364,11 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
     let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
     for m in &report.migrations {
         msg.say(format!("  applied migration {m}"));
+    }
+    if a.verbose {
+        for line in defer::describe(&report.deferred) {
+            msg.say(line);
+        }
     }
     for change in &report.sequences.changes {
         msg.say(format!(

@@ -11,6 +11,7 @@
 //! - Masks (`mask`) are resolved and checked with the tables, before the first byte is written,
 //!   and applied to each row as it is converted, whatever the output.
 
+mod parallel;
 pub(crate) mod pg;
 mod sqlite;
 
@@ -42,6 +43,17 @@ pub struct DumpOptions {
     pub subset: Option<SubsetOptions>,
     /// Columns masked on the way out (none by default).
     pub mask: MaskOptions,
+    /// PostgreSQL: read tables on several connections sharing one snapshot (`dump -j N`); the
+    /// output is the same bytes. SQLite (and a directory output) reads serially in its one
+    /// snapshot.
+    pub parallel: Option<Parallel>,
+}
+
+/// `dump -j N`: `jobs` connections to `url` (the database being dumped).
+#[derive(Debug, Clone)]
+pub struct Parallel {
+    pub jobs: usize,
+    pub url: crate::DatabaseUrl,
 }
 
 /// What a dump wrote.
@@ -71,6 +83,11 @@ fn dump_buffered(
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
+    if let Some(p) = opts.parallel.as_ref().filter(|p| p.jobs > 1) {
+        if conn.backend() == crate::backend::Backend::Postgres {
+            return parallel::dump_buffered(conn, &p.url, p.jobs, opts, out, progress);
+        }
+    }
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
         let mut w = FixtureWriter::new(out, opts.pretty);

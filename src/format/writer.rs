@@ -37,6 +37,15 @@ impl<W: Write> FixtureWriter<W> {
         }
     }
 
+    /// A writer continuing a document in which `tables` tables were already written (by other
+    /// writers: a parallel dump writes each table on its own and concatenates them).
+    pub fn resume(out: W, pretty: bool, tables: usize) -> Self {
+        FixtureWriter {
+            tables,
+            ..FixtureWriter::new(out, pretty)
+        }
+    }
+
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.bytes += b.len() as u64;
         self.out.write_all(b)

@@ -24,6 +24,7 @@
 
 mod input;
 mod pg;
+mod pg_defer;
 mod rows;
 mod sqlite;
 
@@ -38,6 +39,7 @@ use crate::order::{self, FkEdge};
 use crate::progress::Progress;
 use crate::sequences::{self, ResetReport};
 
+pub use pg_defer::DeferReport;
 pub(crate) use rows::RowStream;
 
 /// What happens to rows whose key already exists.
@@ -63,6 +65,12 @@ pub struct LoadOptions {
     pub force: bool,
     /// Apply pending diesel migrations first, in the same transaction.
     pub migrate: bool,
+    /// PostgreSQL: keep foreign keys and indexes in place while loading (checked row by row)
+    /// instead of building them after the data (see `pg_defer`).
+    pub no_defer_constraints: bool,
+    /// The fewest rows a table must receive for its constraints to be built after the data
+    /// (None: [`pg_defer::DEFAULT_MIN_ROWS`]).
+    pub defer_min_rows: Option<u64>,
 }
 
 /// Per-table outcome.
@@ -83,6 +91,8 @@ pub struct LoadReport {
     pub tables: Vec<TableCounts>,
     pub sequences: ResetReport,
     pub dry_run: bool,
+    /// PostgreSQL: the constraints built after the data, and the tables left alone.
+    pub deferred: DeferReport,
 }
 
 impl LoadReport {
@@ -132,6 +142,9 @@ pub(crate) struct TablePlan<'a> {
     /// The table had no rows before this load (rows without a key are all new: an upsert does
     /// not match them against rows this load inserted).
     pub was_empty: bool,
+    /// PostgreSQL: per column, how a structured value is encoded as COPY text on the client
+    /// (None: not structured, or only the server can convert it from JSON).
+    pub shapes: Vec<Option<crate::format::copy_structured::Shape>>,
 }
 
 /// Fill-ins for cycle-broken foreign keys, run after every table is loaded.
@@ -354,6 +367,12 @@ fn load_in_transaction(
         files: inputs.len(),
         ..Default::default()
     };
+    let dropped = if conn.backend() == Backend::Postgres && !opts.no_defer_constraints {
+        let min_rows = opts.defer_min_rows.unwrap_or(pg_defer::DEFAULT_MIN_ROWS);
+        pg_defer::drop_for_load(conn, ctx, min_rows, &mut report.deferred)?
+    } else {
+        pg_defer::Dropped::default()
+    };
     let mut fixups: Vec<Fixup> = Vec::new();
     for &t in &order {
         let table = &catalog.tables[t];
@@ -382,6 +401,10 @@ fn load_in_transaction(
             ..Default::default()
         };
         let mut was_empty = None;
+        let shapes = match conn.backend() {
+            Backend::Postgres => pg::column_shapes(conn, table)?,
+            Backend::Sqlite => Vec::new(),
+        };
         for (occ, _) in occurrences.iter().zip(occ_table).filter(|(_, &ot)| ot == t) {
             let empty = match conn.backend() {
                 Backend::Postgres => pg::is_empty(conn, table)?,
@@ -394,6 +417,7 @@ fn load_in_transaction(
                 null_fks: null_fks.clone(),
                 empty,
                 was_empty: *was_empty.get_or_insert(empty),
+                shapes: shapes.clone(),
             };
             let inp = &inputs[occ.input];
             let mut stream = RowStream::open(inp, occ)?;
@@ -419,6 +443,7 @@ fn load_in_transaction(
             Backend::Sqlite => sqlite::apply_fixup(conn, catalog, f)?,
         }
     }
+    pg_defer::recreate(conn, ctx, &dropped)?;
     // Every constraint is checked now, so nothing can fail after the sequences move.
     match conn.backend() {
         Backend::Postgres => pg::check_deferred(conn)?,

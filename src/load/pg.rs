@@ -4,9 +4,12 @@
 //! defaults and values in one column). Each batch runs in a savepoint and takes one of two
 //! paths:
 //! - direct: `COPY table (columns) FROM STDIN` — for insert/replace, and for upsert into a
-//!   table that was empty, when no column needs server-side JSON conversion;
-//! - staged: COPY into a temporary table, then one `INSERT ... SELECT` that converts JSON
-//!   columns (arrays, composites) with json_populate_record, upserts with ON CONFLICT (skipping
+//!   table that was empty, when no column needs server-side JSON conversion (arrays,
+//!   composites, hstore and domains over them are encoded as COPY text on the client, see
+//!   [`crate::format::copy_structured`]; only other extension types with a JSON form need the
+//!   server);
+//! - staged: COPY into a temporary table, then one `INSERT ... SELECT` that converts those
+//!   JSON columns with json_populate_record, upserts with ON CONFLICT (skipping
 //!   identical rows so a re-run writes nothing) and loads cycle-broken foreign keys as NULL when
 //!   the referenced row is not there yet.
 //!
@@ -23,6 +26,7 @@ use crate::backend::pg_copy::{copy_in, CopyError};
 use crate::backend::{Connection, TxMode};
 use crate::catalog::{quote_ident, quote_literal, Catalog, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Location, Result};
+use crate::format::copy_structured::{push_structured, Shape};
 use crate::format::value::push_copy_field;
 use crate::progress::Progress;
 
@@ -243,6 +247,25 @@ fn db_error(table: &Table, what: &str, e: Error) -> Error {
     }
 }
 
+/// Per column of the table, how its structured values are encoded on the client (see
+/// [`crate::format::copy_structured`]); None for the other columns.
+pub(super) fn column_shapes(conn: &mut Connection, table: &Table) -> Result<Vec<Option<Shape>>> {
+    table
+        .columns
+        .iter()
+        .map(|c| match c.kind {
+            ValueKind::Structured => crate::catalog::pg::type_shape(conn, &c.type_name),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Whether column `c` of the plan's table needs the server to convert its JSON (staged path).
+fn server_json(plan: &TablePlan<'_>, c: usize) -> bool {
+    plan.table.columns[c].kind == ValueKind::Structured
+        && !plan.shapes.get(c).is_some_and(Option::is_some)
+}
+
 /// How a batch is run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -268,9 +291,7 @@ pub(super) fn load_rows(
         let cols: Vec<usize> = resolve(stream, table)?.iter().map(|(i, _)| *i).collect();
         let first_index = stream.current().index;
         stream.hold();
-        let needs_server_json = cols
-            .iter()
-            .any(|&c| table.columns[c].kind == ValueKind::Structured);
+        let needs_server_json = cols.iter().any(|&c| server_json(plan, c));
         let path = if !needs_server_json
             && plan.null_columns.is_empty()
             && (plan.mode != Mode::Upsert || empty)
@@ -441,7 +462,7 @@ fn run_batch(
                 .iter()
                 .map(|&c| {
                     let col = &table.columns[c];
-                    let ty = if col.kind == ValueKind::Structured {
+                    let ty = if server_json(plan, c) {
                         "json"
                     } else {
                         col.type_name.as_str()
@@ -482,8 +503,11 @@ fn run_batch(
                         line.push(b'\t');
                     }
                     let col = &table.columns[*c];
-                    push_copy_field(&mut line, col.kind, raw)
-                        .map_err(|e| stream.error(table, stream.current(), Some(&col.name), e.0))?;
+                    match plan.shapes.get(*c) {
+                        Some(Some(shape)) => push_structured(&mut line, shape, raw),
+                        _ => push_copy_field(&mut line, col.kind, raw),
+                    }
+                    .map_err(|e| stream.error(table, stream.current(), Some(&col.name), e.0))?;
                 }
                 line.push(b'\n');
                 w.write_all(&line)
@@ -574,7 +598,7 @@ fn insert_from_stage(
                 )
             } else if plan.null_columns.contains(&col.name) {
                 "NULL".to_string()
-            } else if col.kind == ValueKind::Structured && is_hstore(&col.type_name) {
+            } else if server_json(plan, c) && is_hstore(&col.type_name) {
                 // hstore is a JSON object of strings and nulls in fixtures, which
                 // json_populate_record would hand to hstore's own input syntax: build it from
                 // its pairs instead (text[] {k1, v1, k2, v2, ...} casts to hstore).
@@ -584,7 +608,7 @@ fn insert_from_stage(
                      AS u(x, m) ORDER BY e.n, u.m)::{} END",
                     col.type_name
                 )
-            } else if col.kind == ValueKind::Structured {
+            } else if server_json(plan, c) {
                 // The table's own row type gives json_populate_record the column's exact type,
                 // so arrays, composites and domains parse from JSON the way PostgreSQL does.
                 format!(
@@ -903,6 +927,18 @@ fn guess_column(
             if table.column(name).is_some() {
                 return Some(name.to_string());
             }
+        }
+    }
+    // "value for domain D violates check constraint": the column of type D, when only one is.
+    if let Some(rest) = message.strip_prefix("value for domain ") {
+        let domain = rest.split(' ').next().unwrap_or_default();
+        let mut of_type = fields.iter().filter(|(k, _)| {
+            table.column(k).is_some_and(|c| {
+                c.type_name == domain || c.type_name.ends_with(&format!(".{domain}"))
+            })
+        });
+        if let (Some((k, _)), None) = (of_type.next(), of_type.next()) {
+            return Some(k.to_string());
         }
     }
     let quoted = message

@@ -4,9 +4,12 @@
 mod support;
 
 mod cli;
+mod copy_types;
+mod defer;
 mod dump;
 mod load;
 mod mask;
+mod parallel_dump;
 mod sequences;
 mod sqlite;
 mod subset;

@@ -496,3 +496,11 @@ impl Drop for DirLock {
 pub fn admin_url() -> String {
     server().admin_url.clone()
 }
+
+impl TestDb {
+    /// Runs statements that may fail; the server's message on error.
+    pub fn try_sql(&self, sql: &str) -> Result<(), String> {
+        self.with_conn(|c| c.batch_execute(sql))
+            .map_err(|e| e.to_string())
+    }
+}
