@@ -55,18 +55,24 @@ pub(super) type SavedSequences = Vec<(String, bool)>;
 /// Sequences per query when reading them (planning time grows fast with UNION ALL branches).
 const SEQUENCE_CHUNK: usize = 50;
 
-/// Locks the tables the given sequences feed against other writers (the lock realignment takes
-/// anyway, taken for the whole load so that nobody else draws from those sequences meanwhile)
-/// and reads where the sequences stand.
+/// Locks the loaded tables and the tables the given sequences feed against other writers (the
+/// lock realignment takes anyway, taken for the whole load so that nobody else draws from those
+/// sequences meanwhile) and reads where the sequences stand.
+///
+/// All in one statement, in one global order (by schema and name), before any row is written:
+/// two loads of overlapping fixtures then queue on their first common table instead of each
+/// holding what the other needs, so they cannot deadlock on each other's rows or locks.
 pub(super) fn save_sequences(
     conn: &mut Connection,
     catalog: &Catalog,
     seqs: &[usize],
+    loaded: &[usize],
 ) -> Result<SavedSequences> {
     let mut fed: Vec<&crate::catalog::QualifiedName> = seqs
         .iter()
         .flat_map(|&s| catalog.sequences[s].feeds.iter().map(|f| &f.table))
         .filter(|t| catalog.table(t).is_some())
+        .chain(loaded.iter().map(|&t| &catalog.tables[t].name))
         .collect();
     fed.sort();
     fed.dedup();
