@@ -384,6 +384,20 @@ impl Connection {
         })
     }
 
+    /// False once the connection cannot run statements any more: the server went away, or a
+    /// rollback failed and diesel's transaction manager gave up on it. Costs a round trip.
+    pub fn is_usable(&mut self) -> bool {
+        let healthy = match self {
+            Connection::Pg(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .is_ok(),
+            Connection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .is_ok(),
+        };
+        healthy && self.execute("SELECT 1").is_ok()
+    }
+
     /// The PostgreSQL connection, for code that only exists there (COPY).
     pub fn as_pg(&mut self) -> Option<&mut PgConnection> {
         match self {

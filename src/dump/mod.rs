@@ -53,25 +53,26 @@ pub fn dump(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, out);
-    dump_buffered(conn, opts, &mut buffered, progress)
+    dump_buffered(conn, opts, &mut buffered, progress, "<output>")
 }
 
-/// [`dump`] to a writer that is already buffered.
+/// [`dump`] to a writer that is already buffered; `shown` names it in write errors.
 fn dump_buffered(
     conn: &mut Connection,
     opts: &DumpOptions,
     out: &mut dyn Write,
     progress: &dyn Progress,
+    shown: &str,
 ) -> Result<DumpSummary> {
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables) = plan(conn, opts)?;
         let mut w = FixtureWriter::new(out, opts.pretty);
         let mut rows = 0;
         for &t in &tables {
-            rows += dump_table(conn, &catalog.tables[t], &mut w, progress, "<output>")?;
+            rows += dump_table(conn, &catalog.tables[t], &mut w, progress, shown)?;
         }
         let bytes = w.bytes() + 3;
-        w.finish().map_err(|e| Error::io("<output>", e))?;
+        w.finish().map_err(|e| Error::io(shown, e))?;
         Ok(DumpSummary {
             tables: tables.len(),
             rows,
@@ -146,7 +147,7 @@ pub fn dump_to_file(
     let file = AtomicFile::create(path)?;
     let summary = {
         let mut sink = Sink::new(file.writer(), gzip);
-        let s = dump_buffered(conn, opts, &mut sink, progress)?;
+        let s = dump_buffered(conn, opts, &mut sink, progress, &shown)?;
         sink.finish().map_err(|e| Error::io(&shown, e))?;
         s
     };

@@ -316,6 +316,13 @@ pub(super) fn load_rows(
                 }
                 empty = false;
             }
+            // Nothing to locate on a connection that is gone: say that, not "row 0".
+            Err(Error::Database { message, .. }) if !conn.is_usable() => {
+                return Err(Error::ConnectionLost {
+                    during: format!("loading {} into table {}", stream.file(), table.key),
+                    message,
+                });
+            }
             Err(Error::Database { message, .. }) => {
                 return Err(locate(
                     conn,

@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod dump;
+mod faults;
 mod load;
 mod sequences;
 mod sqlite;

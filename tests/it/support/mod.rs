@@ -490,3 +490,34 @@ impl Drop for DirLock {
         let _ = fs::remove_dir(&self.0);
     }
 }
+
+/// Everything a failed run must leave as it was, in one comparable value: every user table's
+/// row count and a checksum of its contents, and every sequence's `last_value/is_called`.
+pub fn db_state(db: &TestDb) -> std::collections::BTreeMap<String, String> {
+    let list = db
+        .query_scalar(
+            "SELECT json_agg(x ORDER BY x)::text FROM ( \
+               SELECT 'table ' || format('%I.%I', schemaname, tablename) AS x FROM pg_tables \
+               WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
+               UNION ALL \
+               SELECT 'sequence ' || format('%I.%I', schemaname, sequencename) FROM pg_sequences \
+             ) s",
+        )
+        .unwrap_or_else(|| "[]".into());
+    let names: Vec<String> = serde_json::from_str(&list).expect("JSON list");
+    names
+        .into_iter()
+        .map(|n| {
+            let sql = match n.split_once(' ') {
+                Some(("table", t)) => format!(
+                    "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' \
+                     ORDER BY t::text)), '') FROM {t} t"
+                ),
+                Some((_, s)) => format!("SELECT last_value || '/' || is_called FROM {s}"),
+                None => unreachable!(),
+            };
+            let v = db.query_scalar(&sql).unwrap_or_default();
+            (n, v)
+        })
+        .collect()
+}
