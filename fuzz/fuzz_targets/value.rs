@@ -59,8 +59,13 @@ fuzz_target!(|input: Input| {
         ValueKind::Json | ValueKind::Jsonb | ValueKind::Structured => {
             text.is_none_or(|t| serde_json::from_slice::<&RawValue>(t).is_ok())
         }
+        // As the server prints integers: no leading zero, no "-0".
         ValueKind::Integer => text.is_none_or(|t| {
-            !t.is_empty() && t.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && *c == b'-' && t.len() > 1))
+            let digits = t.strip_prefix(b"-").unwrap_or(t);
+            !digits.is_empty()
+                && digits.iter().all(u8::is_ascii_digit)
+                && (digits == b"0" || digits[0] != b'0')
+                && t != b"-0"
         }),
         _ => false,
     };

@@ -477,6 +477,11 @@ impl<R: BufRead> FixtureReader<R> {
             advance_over(&mut self.line, &mut self.column, &mut self.offset, chunk);
             self.input.consume(i);
             if done {
+                // Brackets inside are left to serde, but the row itself must close as it opened:
+                // `{"a": 1]` would otherwise pass the pre-scan as a row.
+                if out.last() != Some(&b'}') {
+                    return self.err("expected '}' closing the row object, found ']'");
+                }
                 return Ok(());
             }
         }
@@ -544,6 +549,17 @@ mod tests {
             Err(ReadError::Syntax(e)) => e,
             other => panic!("expected a syntax error, got {other:?}"),
         }
+    }
+
+    /// Found by the `fixture_reader` fuzz target: a row closed by `]` was cut out as a row.
+    #[test]
+    fn fuzz_regression_row_closed_by_a_bracket() {
+        let e = syntax("{\"t\": [{\"a\": 1]}]}");
+        assert_eq!((e.line, e.column), (1, 16), "{e}");
+        assert!(e.message.contains("expected '}' closing the row"), "{e}");
+        // Where the mismatch is inside, the count still ends the row on the wrong bracket.
+        let e = syntax("{\"t\": [{\"a\": [1}]}]}");
+        assert!(e.message.contains("expected '}' closing the row"), "{e}");
     }
 
     #[test]

@@ -7,5 +7,6 @@ mod cli;
 mod dump;
 mod faults;
 mod load;
+mod props;
 mod sequences;
 mod sqlite;
