@@ -374,10 +374,9 @@ fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Resul
             }
         }
         eprintln!(
-            "{} of {} {} behind their data; run `dbfixtures reset-sequences`.",
+            "{} of {} sequences are behind their data; run `dbfixtures reset-sequences`.",
             bad.len(),
-            term::count(states.len(), "sequence"),
-            if bad.len() == 1 { "is" } else { "are" }
+            states.len()
         );
         return Ok(Outcome::CheckFailed);
     }

@@ -918,6 +918,18 @@ fn guess_column(
             }
         }
     }
+    // "unsupported XML feature" (a server without libxml), "invalid XML content": the row's
+    // one xml column, when it has exactly one.
+    if message.contains("XML") {
+        let mut xml = fields.iter().filter(|(k, _)| {
+            table
+                .column(k)
+                .is_some_and(|c| c.type_name == "xml" || c.type_name == "pg_catalog.xml")
+        });
+        if let (Some((k, _)), None) = (xml.next(), xml.next()) {
+            return Some(k.to_string());
+        }
+    }
     let quoted = message
         .rsplit_once(": \"")
         .map(|(_, v)| v.trim_end_matches('"'))?;
