@@ -257,10 +257,35 @@ impl<W: Write> Write for Sink<W> {
 }
 
 /// A file that appears at its path only when complete (temporary file + rename), so a failed
-/// dump never leaves a truncated fixture behind.
+/// dump never leaves a truncated fixture behind. Its temporary file is listed in [`UNFINISHED`]
+/// while it exists, for [`remove_unfinished_files`].
 struct AtomicFile {
     tmp: tempfile::NamedTempFile,
     path: PathBuf,
+    _listed: Listed,
+}
+
+/// Keeps a temporary file in [`UNFINISHED`] until dropped (after the rename, or with the file).
+struct Listed(PathBuf);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut list = UNFINISHED.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|p| p != &self.0);
+    }
+}
+
+/// Temporary files of dumps in progress in this process.
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Deletes the temporary files of every dump still in progress in this process. For a process
+/// about to exit without unwinding (the binary's SIGINT handler), where their destructors would
+/// not run; the dumps themselves must not go on writing afterwards.
+pub fn remove_unfinished_files() {
+    let mut list = UNFINISHED.lock().unwrap_or_else(|p| p.into_inner());
+    for p in list.drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 impl AtomicFile {
@@ -273,7 +298,12 @@ impl AtomicFile {
             .prefix(".dbfixtures-")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(path.display().to_string(), e))?;
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tmp.path().to_path_buf());
         Ok(AtomicFile {
+            _listed: Listed(tmp.path().to_path_buf()),
             tmp,
             path: path.to_path_buf(),
         })

@@ -323,6 +323,18 @@ pub(super) fn load_rows(
                     message,
                 });
             }
+            // A deadlock is with another session, not a row's fault: replaying rows one by one
+            // would blame whichever row the retry happens to stop at.
+            Err(Error::Database { message, .. }) if message.contains("deadlock detected") => {
+                return Err(Error::Database {
+                    context: format!(
+                        "loading {} into table {} (nothing was committed; run it again)",
+                        stream.file(),
+                        table.key
+                    ),
+                    message,
+                });
+            }
             Err(Error::Database { message, .. }) => {
                 return Err(locate(
                     conn,

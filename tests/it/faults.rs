@@ -11,6 +11,7 @@
 //! load, or a lock another session holds on a table the dump must read, keeps the victim busy
 //! at a known point until the test strikes.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -180,9 +181,11 @@ fn connection_terminated_during_a_load() {
     );
 }
 
-#[test]
-fn connection_terminated_during_a_dump() {
-    let db = TestDb::new("fault_terminate_dump");
+/// A database with two tables and a session holding the second one: a dump writes the first,
+/// then waits for the lock. Returns the state before the lock (reading it afterwards would wait
+/// for the lock too) and the locking connection (drop it to let go).
+fn dump_blocked_db(name: &str) -> (TestDb, BTreeMap<String, String>, diesel::PgConnection) {
+    let db = TestDb::new(name);
     db.sql(
         "CREATE TABLE a_first (id serial PRIMARY KEY, v text);
          INSERT INTO a_first (v) SELECT 'row ' || i FROM generate_series(1, 2000) i;
@@ -190,21 +193,23 @@ fn connection_terminated_during_a_dump() {
          INSERT INTO b_second (v) VALUES ('x');",
     );
     let before = db_state(&db);
-    let dir = tempfile::tempdir().unwrap();
-    // Another session holds b_second: the dump writes a_first, then waits for the lock.
     let mut locker = diesel::PgConnection::establish(&db.url()).unwrap();
     locker
         .batch_execute("BEGIN; LOCK TABLE b_second IN ACCESS EXCLUSIVE MODE")
         .unwrap();
+    (db, before, locker)
+}
+
+const DUMP_WAITING: &str = "wait_event_type = 'Lock' AND state = 'active'";
+
+#[test]
+fn connection_terminated_during_a_dump() {
+    let (db, before, locker) = dump_blocked_db("fault_terminate_dump");
+    let dir = tempfile::tempdir().unwrap();
     let mut child = spawn(&db, dir.path(), &["dump", "-o", "out.json", "--quiet"]);
-    let pid = wait_for_backend(
-        &db,
-        &mut child,
-        "wait_event_type = 'Lock' AND state = 'active'",
-    );
+    let pid = wait_for_backend(&db, &mut child, DUMP_WAITING);
     db.query_scalar(&format!("SELECT pg_terminate_backend({pid})"));
     let (code, stderr) = finish(child);
-    locker.batch_execute("ROLLBACK").unwrap();
     drop(locker);
     assert_eq!(code, Some(2), "{stderr}");
     assert_one_error(&stderr, &[]);
@@ -219,6 +224,31 @@ fn connection_terminated_during_a_dump() {
     );
     wait_until_alone(&db);
     assert_eq!(db_state(&db), before);
+}
+
+#[test]
+fn sigint_in_the_middle_of_a_dump_leaves_no_file() {
+    let (db, before, locker) = dump_blocked_db("fault_sigint_dump");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn(&db, dir.path(), &["dump", "-o", "out.json", "--quiet"]);
+    wait_for_backend(&db, &mut child, DUMP_WAITING);
+    // The temporary file is there while the dump runs...
+    assert_eq!(files_in(dir.path()).len(), 1, "{:?}", files_in(dir.path()));
+    interrupt(&child);
+    let (code, stderr) = finish(child);
+    drop(locker);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_one_error(&stderr, &["interrupted"]);
+    // ...and gone after the interrupt.
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    wait_until_alone(&db);
+    assert_eq!(db_state(&db), before);
+}
+
+fn interrupt(child: &Child) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,9 +322,7 @@ fn sigint_in_the_middle_of_a_load() {
     let before = db_state(&db);
     let mut child = spawn(&db, dir.path(), &["load", path_str(&fixture), "--quiet"]);
     wait_for_backend(&db, &mut child, "wait_event = 'PgSleep'");
-    // SAFETY: kill(2) on our own child's pid.
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    interrupt(&child);
     let (code, stderr) = finish(child);
     assert_eq!(code, Some(2), "{stderr}");
     assert_one_error(&stderr, &["interrupted", "before committing anything"]);
