@@ -52,7 +52,10 @@ fuzz_target!(|input: Input| {
         _ => format!("postgres://{b}/{a}?x=1&password={SECRET}&y=2"),
     };
     let redacted = redact_url(&raw);
-    assert!(!redacted.contains(SECRET), "{raw:?} redacted to {redacted:?}");
+    assert!(
+        !redacted.contains(SECRET),
+        "{raw:?} redacted to {redacted:?}"
+    );
     match DatabaseUrl::parse(&raw) {
         Ok(u) => {
             let shown = u.to_string();
