@@ -128,6 +128,11 @@ pub enum Error {
         origin: String,
         message: String,
     },
+
+    /// The server connection went away mid-run (server restart, `pg_terminate_backend`, network):
+    /// the server rolls the open transaction back, so nothing of the run is committed.
+    #[error("lost the connection to the server while {during}: {message}; nothing was committed")]
+    ConnectionLost { during: String, message: String },
 }
 
 impl Error {

@@ -105,10 +105,14 @@ impl DatabaseUrl {
             if looks_like_conninfo(u) {
                 let pairs = conninfo_pairs(u);
                 let get = |k: &str| {
-                    pairs
-                        .iter()
-                        .find(|(key, _)| key == k)
-                        .map(|(_, v)| v.as_str())
+                    pairs.iter().find(|(key, _)| key == k).map(|(_, v)| {
+                        // As in redact_url: `host= password=x` is the host "password=x".
+                        if v.to_ascii_lowercase().contains("password") {
+                            "***"
+                        } else {
+                            v.as_str()
+                        }
+                    })
                 };
                 return format!(
                     "database {:?} on {}:{}",
@@ -143,7 +147,9 @@ pub fn redact_url(raw: &str) -> String {
         return conninfo_pairs(raw)
             .into_iter()
             .map(|(k, v)| {
-                let v = if k == "password" {
+                // Also a value that contains a password setting: libpq reads `host= password=x`
+                // as the host "password=x", but the user meant a password.
+                let v = if k == "password" || v.to_ascii_lowercase().contains("password") {
                     "***".to_string()
                 } else {
                     v
@@ -384,6 +390,20 @@ impl Connection {
         })
     }
 
+    /// False once the connection cannot run statements any more: the server went away, or a
+    /// rollback failed and diesel's transaction manager gave up on it. Costs a round trip.
+    pub fn is_usable(&mut self) -> bool {
+        let healthy = match self {
+            Connection::Pg(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .is_ok(),
+            Connection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .is_ok(),
+        };
+        healthy && self.execute("SELECT 1").is_ok()
+    }
+
     /// The PostgreSQL connection, for code that only exists there (COPY).
     pub fn as_pg(&mut self) -> Option<&mut PgConnection> {
         match self {
@@ -454,6 +474,16 @@ pub(crate) fn temp_sqlite(ddl: &str) -> (tempfile::TempDir, Connection) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `url` fuzz target: an empty value before `password=` swallowed it.
+    #[test]
+    fn fuzz_regression_empty_value_before_password() {
+        let shown = redact_url("host= password=Zq9SeCrEtPw ");
+        assert!(!shown.contains("Zq9SeCrEtPw"), "{shown}");
+        let url = DatabaseUrl::parse("host= password=Zq9SeCrEtPw dbname=x").unwrap();
+        assert!(!url.to_string().contains("Zq9SeCrEtPw"), "{url}");
+        assert!(!url.target().contains("Zq9SeCrEtPw"), "{}", url.target());
+    }
 
     #[test]
     fn redacts_password_in_userinfo_and_query() {

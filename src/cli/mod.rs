@@ -6,6 +6,7 @@
 
 mod defer;
 mod mask;
+mod signals;
 mod subset;
 mod term;
 mod testdb;
@@ -227,6 +228,7 @@ impl Messages {
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
+    signals::install();
     let msg = Messages { quiet: args.quiet };
     // Read before connecting, so a broken file is reported without touching the database.
     let config = dbfixtures::config::Config::discover(args.config.as_deref())?;
@@ -332,9 +334,9 @@ fn dump(
         }
     };
     msg.say(format!(
-        "Dumped {} rows from {} tables to {target} ({}) in {:.2}s.",
-        summary.rows,
-        summary.tables,
+        "Dumped {} from {} to {target} ({}) in {:.2}s.",
+        term::count(summary.rows, "row"),
+        term::count(summary.tables, "table"),
         human_bytes(summary.bytes),
         started.elapsed().as_secs_f64()
     ));
@@ -386,18 +388,17 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
     } else {
         String::new()
     };
-    let files = if report.files == 1 { "file" } else { "files" };
     let prefix = if report.dry_run {
         "Dry run, rolled back: would have loaded"
     } else {
         "Loaded"
     };
     msg.say(format!(
-        "{prefix} {} rows into {} tables from {} {files}{counts}; realigned {} sequences in {:.2}s.",
-        report.rows(),
-        report.tables.len(),
-        report.files,
-        report.sequences.changes.len(),
+        "{prefix} {} into {} from {}{counts}; realigned {} in {:.2}s.",
+        term::count(report.rows(), "row"),
+        term::count(report.tables.len(), "table"),
+        term::count(report.files, "file"),
+        term::count(report.sequences.changes.len(), "sequence"),
         started.elapsed().as_secs_f64()
     ));
     Ok(Outcome::Ok)
@@ -431,7 +432,10 @@ fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Resul
             }
         }
         if bad.is_empty() {
-            msg.say(format!("All {} sequences are safe.", states.len()));
+            msg.say(match states.len() {
+                1 => "The 1 sequence is safe.".to_string(),
+                n => format!("All {n} sequences are safe."),
+            });
             return Ok(Outcome::Ok);
         }
         // The findings are the result of the check: always printed, even with --quiet.
@@ -485,8 +489,8 @@ fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Resul
     }
     let verb = if a.dry_run { "would move" } else { "moved" };
     msg.say(format!(
-        "Checked {} sequences, {verb} {}.",
-        report.before.len(),
+        "Checked {}, {verb} {}.",
+        term::count(report.before.len(), "sequence"),
         report.changes.len()
     ));
     Ok(Outcome::Ok)

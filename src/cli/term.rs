@@ -52,13 +52,34 @@ impl Progress for Bars {
             b.set_style(
                 ProgressStyle::with_template("{prefix:>28.bold} {msg}").expect("valid template"),
             );
-            b.finish_with_message(format!("{rows} rows"));
+            b.finish_with_message(count(rows, "row"));
         } else {
-            eprintln!("{table:>28} {rows} rows");
+            eprintln!("{table:>28} {}", count(rows, "row"));
         }
     }
 
     fn message(&self, text: &str) {
         eprintln!("{text}");
+    }
+}
+
+/// `1 row`, `2 rows`, `0 rows`: every count in a message agrees with its noun. The nouns used
+/// (row, table, file, sequence) all take a plain `s`.
+pub(crate) fn count(n: impl TryInto<u64>, noun: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(u64::MAX);
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(super::count(0u64, "row"), "0 rows");
+        assert_eq!(super::count(1usize, "table"), "1 table");
+        assert_eq!(super::count(2u64, "file"), "2 files");
     }
 }

@@ -73,19 +73,20 @@ pub fn dump(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, out);
-    dump_buffered(conn, opts, &mut buffered, progress)
+    dump_buffered(conn, opts, &mut buffered, progress, "<output>")
 }
 
-/// [`dump`] to a writer that is already buffered.
+/// [`dump`] to a writer that is already buffered; `shown` names it in write errors.
 fn dump_buffered(
     conn: &mut Connection,
     opts: &DumpOptions,
     out: &mut dyn Write,
     progress: &dyn Progress,
+    shown: &str,
 ) -> Result<DumpSummary> {
     if let Some(p) = opts.parallel.as_ref().filter(|p| p.jobs > 1) {
         if conn.backend() == crate::backend::Backend::Postgres {
-            return parallel::dump_buffered(conn, &p.url, p.jobs, opts, out, progress);
+            return parallel::dump_buffered(conn, &p.url, p.jobs, opts, out, progress, shown);
         }
     }
     conn.transaction(TxMode::Snapshot, |conn| {
@@ -95,10 +96,10 @@ fn dump_buffered(
         for &t in &tables {
             let table = &catalog.tables[t];
             let (only, mask) = (filters.of(t), masks.table(t));
-            rows += dump_table(conn, table, only, mask, &mut w, progress, "<output>")?;
+            rows += dump_table(conn, table, only, mask, &mut w, progress, shown)?;
         }
         let bytes = w.bytes() + 3;
-        w.finish().map_err(|e| Error::io("<output>", e))?;
+        w.finish().map_err(|e| Error::io(shown, e))?;
         Ok(DumpSummary {
             tables: tables.len(),
             rows,
@@ -174,7 +175,7 @@ pub fn dump_to_file(
     let file = AtomicFile::create(path)?;
     let summary = {
         let mut sink = Sink::new(file.writer(), gzip);
-        let s = dump_buffered(conn, opts, &mut sink, progress)?;
+        let s = dump_buffered(conn, opts, &mut sink, progress, &shown)?;
         sink.finish().map_err(|e| Error::io(&shown, e))?;
         s
     };
@@ -353,10 +354,35 @@ impl<W: Write> Write for Sink<W> {
 }
 
 /// A file that appears at its path only when complete (temporary file + rename), so a failed
-/// dump never leaves a truncated fixture behind.
+/// dump never leaves a truncated fixture behind. Its temporary file is listed in [`UNFINISHED`]
+/// while it exists, for [`remove_unfinished_files`].
 struct AtomicFile {
     tmp: tempfile::NamedTempFile,
     path: PathBuf,
+    _listed: Listed,
+}
+
+/// Keeps a temporary file in [`UNFINISHED`] until dropped (after the rename, or with the file).
+struct Listed(PathBuf);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut list = UNFINISHED.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|p| p != &self.0);
+    }
+}
+
+/// Temporary files of dumps in progress in this process.
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Deletes the temporary files of every dump still in progress in this process. For a process
+/// about to exit without unwinding (the binary's SIGINT handler), where their destructors would
+/// not run; the dumps themselves must not go on writing afterwards.
+pub fn remove_unfinished_files() {
+    let mut list = UNFINISHED.lock().unwrap_or_else(|p| p.into_inner());
+    for p in list.drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 impl AtomicFile {
@@ -369,7 +395,12 @@ impl AtomicFile {
             .prefix(".dbfixtures-")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(path.display().to_string(), e))?;
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tmp.path().to_path_buf());
         Ok(AtomicFile {
+            _listed: Listed(tmp.path().to_path_buf()),
             tmp,
             path: path.to_path_buf(),
         })

@@ -43,6 +43,7 @@ pub(super) fn dump_buffered(
     opts: &DumpOptions,
     out: &mut dyn Write,
     progress: &dyn Progress,
+    shown: &str,
 ) -> Result<DumpSummary> {
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
@@ -70,7 +71,7 @@ pub(super) fn dump_buffered(
                 });
             }
             drop(tx);
-            let r = write_in_order(&rx, &catalog, &tables, opts, out, progress);
+            let r = write_in_order(&rx, &catalog, &tables, opts, out, progress, shown);
             if r.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -89,6 +90,7 @@ fn write_in_order(
     opts: &DumpOptions,
     out: &mut dyn Write,
     progress: &dyn Progress,
+    shown: &str,
 ) -> Result<DumpSummary> {
     let mut waiting: BTreeMap<usize, Done> = BTreeMap::new();
     let mut written = 0;
@@ -113,7 +115,7 @@ fn write_in_order(
             d.spool
                 .rewind()
                 .and_then(|_| std::io::copy(&mut d.spool, out))
-                .map_err(|e| Error::io("<output>", e))?;
+                .map_err(|e| Error::io(shown, e))?;
             progress.rows(d.rows);
             progress.table_finished(&table.key, d.rows);
             summary.rows += d.rows;
@@ -123,7 +125,7 @@ fn write_in_order(
     }
     // The closing bytes, as the one writer of a serial dump writes them.
     let closing = FixtureWriter::resume(&mut *out, opts.pretty, tables.len());
-    closing.finish().map_err(|e| Error::io("<output>", e))?;
+    closing.finish().map_err(|e| Error::io(shown, e))?;
     summary.bytes = body + 3;
     Ok(summary)
 }

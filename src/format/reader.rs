@@ -73,7 +73,16 @@ impl RawRow {
         let pairs = de
             .deserialize_map(RowVisitor)
             .and_then(|p| de.end().map(|_| p))
-            .map_err(|e| self.error_at(e.line(), e.column(), strip_position(&e.to_string())))?;
+            .map_err(|e| match std::str::from_utf8(&self.bytes) {
+                // serde says "invalid unicode code point" or "expected value": say what it is.
+                Err(bad) => {
+                    let at = &self.bytes[..bad.valid_up_to()];
+                    let (mut line, mut column, mut offset) = (1, 1, 0);
+                    advance_over(&mut line, &mut column, &mut offset, at);
+                    self.error_at(line, column, not_utf8_message(&self.bytes[at.len()..]))
+                }
+                Ok(_) => self.error_at(e.line(), e.column(), strip_position(&e.to_string())),
+            })?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(k2, _)| k2 == k) {
                 return Err(self.error_at(
@@ -98,6 +107,16 @@ impl RawRow {
             message,
         }
     }
+}
+
+/// The message for bytes that are not UTF-8, `bad` starting at the first offending byte.
+fn not_utf8_message(bad: &[u8]) -> String {
+    let shown: Vec<String> = bad.iter().take(4).map(|b| format!("{b:02X}")).collect();
+    format!(
+        "not valid UTF-8 (bytes {}); fixtures must be UTF-8: convert the file \
+         (e.g. `iconv -f LATIN1 -t UTF-8`)",
+        shown.join(" ")
+    )
 }
 
 fn strip_position(s: &str) -> String {
@@ -276,6 +295,7 @@ impl<R: BufRead> FixtureReader<R> {
         loop {
             match self.state {
                 State::Start => {
+                    self.skip_byte_order_mark()?;
                     match self.skip_ws()? {
                         None => return self.err("empty input: expected a JSON object"),
                         Some(b'{') => {}
@@ -325,6 +345,34 @@ impl<R: BufRead> FixtureReader<R> {
                 State::End => return Ok(None),
             }
         }
+    }
+
+    /// A UTF-8 byte-order mark (as Windows editors write) is skipped; a UTF-16 or UTF-32 one, or
+    /// a NUL byte (UTF-16 without a mark), is an error that says which encoding the file is in.
+    fn skip_byte_order_mark(&mut self) -> Result<(), ReadError> {
+        let buf = self.input.fill_buf()?;
+        let (utf16, start) = match buf {
+            [0xEF, ..] => (None, 0xEF),
+            [0xFF, 0xFE, ..] => (Some("UTF-16 little-endian (byte-order mark FF FE)"), 0),
+            [0xFE, 0xFF, ..] => (Some("UTF-16 big-endian (byte-order mark FE FF)"), 0),
+            [0, ..] | [_, 0, ..] => (Some("UTF-16 or UTF-32 (it has NUL bytes)"), 0),
+            _ => return Ok(()),
+        };
+        if let Some(encoding) = utf16 {
+            return self.err(format!(
+                "the file is encoded as {encoding}; fixtures must be UTF-8 \
+                 (convert it with e.g. `iconv -f UTF-16 -t UTF-8`)"
+            ));
+        }
+        // EF BB BF, possibly split across refills.
+        for want in [start, 0xBB, 0xBF] {
+            if self.peek()? != Some(want) {
+                return self.err(not_utf8_message(&[0xEF]));
+            }
+            self.input.consume(1);
+            self.offset += 1;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ReadError> {
@@ -429,6 +477,11 @@ impl<R: BufRead> FixtureReader<R> {
             advance_over(&mut self.line, &mut self.column, &mut self.offset, chunk);
             self.input.consume(i);
             if done {
+                // Brackets inside are left to serde, but the row itself must close as it opened:
+                // `{"a": 1]` would otherwise pass the pre-scan as a row.
+                if out.last() != Some(&b'}') {
+                    return self.err("expected '}' closing the row object, found ']'");
+                }
                 return Ok(());
             }
         }
@@ -454,6 +507,14 @@ impl<R: BufRead> FixtureReader<R> {
                     }
                 }
             }
+        }
+        if let Err(e) = std::str::from_utf8(&raw) {
+            let bad = &raw[e.valid_up_to()..];
+            return Err(ReadError::Syntax(SyntaxError {
+                line,
+                column,
+                message: format!("table name: {}", not_utf8_message(bad)),
+            }));
         }
         serde_json::from_slice::<String>(&raw).map_err(|e| {
             ReadError::Syntax(SyntaxError {
@@ -488,6 +549,66 @@ mod tests {
             Err(ReadError::Syntax(e)) => e,
             other => panic!("expected a syntax error, got {other:?}"),
         }
+    }
+
+    /// Found by the `fixture_reader` fuzz target: a row closed by `]` was cut out as a row.
+    #[test]
+    fn fuzz_regression_row_closed_by_a_bracket() {
+        let e = syntax("{\"t\": [{\"a\": 1]}]}");
+        assert_eq!((e.line, e.column), (1, 16), "{e}");
+        assert!(e.message.contains("expected '}' closing the row"), "{e}");
+        // Where the mismatch is inside, the count still ends the row on the wrong bracket.
+        let e = syntax("{\"t\": [{\"a\": [1}]}]}");
+        assert!(e.message.contains("expected '}' closing the row"), "{e}");
+    }
+
+    #[test]
+    fn utf8_byte_order_mark_is_skipped() {
+        let doc = b"\xEF\xBB\xBF{\"a\":[{\"id\":1}]}";
+        for cap in [1, 2, 3, 64] {
+            let mut r = FixtureReader::new(std::io::BufReader::with_capacity(cap, &doc[..]));
+            assert_eq!(r.next_table().unwrap().as_deref(), Some("a"));
+            let pos = r.table_position();
+            assert_eq!((pos.offset, pos.line, pos.column), (4, 1, 2));
+            let mut row = RawRow::default();
+            assert!(r.next_row_into(&mut row).unwrap());
+            assert_eq!(row.bytes, b"{\"id\":1}");
+        }
+    }
+
+    #[test]
+    fn other_encodings_are_named() {
+        let bytes_err = |doc: &[u8]| {
+            let mut r = FixtureReader::new(doc);
+            let mut row = RawRow::default();
+            let e = match r.next_table() {
+                Err(ReadError::Syntax(e)) => return e,
+                Ok(Some(_)) => match r.next_row_into(&mut row) {
+                    Ok(true) => row.fields().unwrap_err(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            };
+            e
+        };
+        let e = bytes_err(b"\xFF\xFE{\x00");
+        assert!(e.message.contains("UTF-16 little-endian"), "{e}");
+        let e = bytes_err(b"\xFE\xFF\x00{");
+        assert!(e.message.contains("UTF-16 big-endian"), "{e}");
+        let e = bytes_err(b"{\x00\"\x00");
+        assert!(e.message.contains("NUL bytes"), "{e}");
+        let e = bytes_err(b"\xEF\xBB{}");
+        assert!(e.message.contains("not valid UTF-8"), "{e}");
+        // Latin-1 inside a row: the position of the bad byte and the bytes themselves.
+        let e = bytes_err(b"{\"t\":[\n{\"name\": \"Ren\xE9e\"}]}");
+        assert_eq!((e.line, e.column), (2, 14), "{e}");
+        assert!(
+            e.message.contains("not valid UTF-8 (bytes E9 65 22 7D)"),
+            "{e}"
+        );
+        assert!(e.message.contains("iconv"), "{e}");
+        let e = bytes_err(b"{\"caf\xE9\":[]}");
+        assert!(e.message.starts_with("table name: not valid UTF-8"), "{e}");
     }
 
     #[test]

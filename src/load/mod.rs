@@ -187,7 +187,7 @@ pub fn load_paths(
         // other writers, and put them back if the load fails or is a dry run.
         let seqs = sequences::sequences_feeding(&catalog, &tables);
         let saved = match conn.backend() {
-            Backend::Postgres => Some(pg::save_sequences(conn, &catalog, &seqs)?),
+            Backend::Postgres => Some(pg::save_sequences(conn, &catalog, &seqs, &tables)?),
             Backend::Sqlite => None, // sqlite_sequence is transactional
         };
         let mut loaded = conn.transaction(TxMode::ReadWrite, |conn| {

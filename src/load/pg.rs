@@ -59,18 +59,24 @@ pub(super) type SavedSequences = Vec<(String, bool)>;
 /// Sequences per query when reading them (planning time grows fast with UNION ALL branches).
 const SEQUENCE_CHUNK: usize = 50;
 
-/// Locks the tables the given sequences feed against other writers (the lock realignment takes
-/// anyway, taken for the whole load so that nobody else draws from those sequences meanwhile)
-/// and reads where the sequences stand.
+/// Locks the loaded tables and the tables the given sequences feed against other writers (the
+/// lock realignment takes anyway, taken for the whole load so that nobody else draws from those
+/// sequences meanwhile) and reads where the sequences stand.
+///
+/// All in one statement, in one global order (by schema and name), before any row is written:
+/// two loads of overlapping fixtures then queue on their first common table instead of each
+/// holding what the other needs, so they cannot deadlock on each other's rows or locks.
 pub(super) fn save_sequences(
     conn: &mut Connection,
     catalog: &Catalog,
     seqs: &[usize],
+    loaded: &[usize],
 ) -> Result<SavedSequences> {
     let mut fed: Vec<&crate::catalog::QualifiedName> = seqs
         .iter()
         .flat_map(|&s| catalog.sequences[s].feeds.iter().map(|f| &f.table))
         .filter(|t| catalog.table(t).is_some())
+        .chain(loaded.iter().map(|&t| &catalog.tables[t].name))
         .collect();
     fed.sort();
     fed.dedup();
@@ -330,6 +336,25 @@ pub(super) fn load_rows(
                     }
                 }
                 empty = false;
+            }
+            // Nothing to locate on a connection that is gone: say that, not "row 0".
+            Err(Error::Database { message, .. }) if !conn.is_usable() => {
+                return Err(Error::ConnectionLost {
+                    during: format!("loading {} into table {}", stream.file(), table.key),
+                    message,
+                });
+            }
+            // A deadlock is with another session, not a row's fault: replaying rows one by one
+            // would blame whichever row the retry happens to stop at.
+            Err(Error::Database { message, .. }) if message.contains("deadlock detected") => {
+                return Err(Error::Database {
+                    context: format!(
+                        "loading {} into table {} (nothing was committed; run it again)",
+                        stream.file(),
+                        table.key
+                    ),
+                    message,
+                });
             }
             Err(Error::Database { message, .. }) => {
                 return Err(locate(
@@ -938,6 +963,18 @@ fn guess_column(
             })
         });
         if let (Some((k, _)), None) = (of_type.next(), of_type.next()) {
+            return Some(k.to_string());
+        }
+    }
+    // "unsupported XML feature" (a server without libxml), "invalid XML content": the row's
+    // one xml column, when it has exactly one.
+    if message.contains("XML") {
+        let mut xml = fields.iter().filter(|(k, _)| {
+            table
+                .column(k)
+                .is_some_and(|c| c.type_name == "xml" || c.type_name == "pg_catalog.xml")
+        });
+        if let (Some((k, _)), None) = (xml.next(), xml.next()) {
             return Some(k.to_string());
         }
     }

@@ -249,7 +249,7 @@ INSERT INTO all_types (id) VALUES (8);
 
 fn all_types_db(name: &str) -> TestDb {
     let db = TestDb::new(name);
-    db.sql(ALL_TYPES_SCHEMA);
+    db.sql(&crate::support::xml_or_text(&db, ALL_TYPES_SCHEMA));
     db.sql(ALL_TYPES_ROWS);
     db
 }
@@ -382,7 +382,7 @@ fn every_type_survives_dump_load_dump() {
     src.sql("ALTER TABLE all_types DROP COLUMN kv");
     let first = dump_all(&src);
     let dst = TestDb::new("all_types_dst");
-    dst.sql(ALL_TYPES_SCHEMA);
+    dst.sql(&crate::support::xml_or_text(&dst, ALL_TYPES_SCHEMA));
     dst.sql("ALTER TABLE all_types DROP COLUMN kv");
     let dir = tempfile::tempdir().unwrap();
     load_text(&dst, dir.path(), "all.json", &first);

@@ -4,12 +4,15 @@
 mod support;
 
 mod cli;
+mod concurrency;
 mod copy_types;
 mod defer;
 mod dump;
+mod faults;
 mod load;
 mod mask;
 mod parallel_dump;
+mod props;
 mod sequences;
 mod sqlite;
 mod subset;

@@ -166,7 +166,7 @@ fn shared_sequence_takes_the_extreme_across_tables_even_with_table_filter() {
     // Asked for `a` only: the extreme still comes from `b` (30), and `unrelated` is left alone.
     let out = reset(&db, &["--table", "a"]);
     assert!(
-        out.stderr.contains("Checked 1 sequences, moved 1."),
+        out.stderr.contains("Checked 1 sequence, moved 1."),
         "{out:#?}"
     );
     assert_eq!(
@@ -268,7 +268,7 @@ fn tables_in_several_schemas() {
         "{out:#?}"
     );
     assert!(
-        out.stderr.contains("Checked 1 sequences, moved 1."),
+        out.stderr.contains("Checked 1 sequence, moved 1."),
         "{out:#?}"
     );
     assert_eq!(
@@ -320,7 +320,7 @@ fn quoted_mixed_case_and_hostile_names() {
     let hostile_key = r#""x""; DROP TABLE y; --"."x""; DROP TABLE y; --""#;
     let out = reset(&db, &["--table", hostile_key]);
     assert!(
-        out.stderr.contains("Checked 1 sequences, moved 1."),
+        out.stderr.contains("Checked 1 sequence, moved 1."),
         "{out:#?}"
     );
     assert_eq!(
