@@ -27,6 +27,13 @@ struct KeyRow {
     k: Vec<String>,
 }
 
+/// A one-column key comes back as plain text (no array to decode per row).
+#[derive(QueryableByName)]
+struct TextKeyRow {
+    #[diesel(sql_type = Text)]
+    k: String,
+}
+
 /// The identity columns: (SQL expression, type name).
 fn identity(table: &Table) -> Vec<(String, String)> {
     if table.primary_key.is_empty() {
@@ -47,13 +54,17 @@ fn identity(table: &Table) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `ARRAY[a.x::text, ...]`: the identity as the key query returns it.
+/// The identity as the key query returns it: `a.x::text`, or `ARRAY[a.x::text, ...]` for
+/// several columns (read by [`load_keys`]).
 fn key_array(table: &Table, alias: &str) -> String {
     let parts: Vec<String> = identity(table)
         .iter()
         .map(|(e, _)| format!("{alias}{e}::text"))
         .collect();
-    format!("ARRAY[{}]", parts.join(", "))
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("ARRAY[{}]", parts.join(", ")),
+    }
 }
 
 /// `(a.x, a.y) IN (SELECT * FROM unnest(s1::text[]::t1[], ...))` where `sources` are the SQL
@@ -112,23 +123,29 @@ fn columns_of(keys: &[Key], width: usize) -> Vec<Vec<String>> {
     out
 }
 
+/// Runs a key query (its column `k` from [`key_array`] of `table`) with `binds`.
 fn load_keys(
     conn: &mut PgConnection,
+    table: &Table,
     sql: &str,
     binds: Vec<Vec<String>>,
-    what: impl FnOnce() -> String,
+    what: impl FnOnce(String) -> Error,
 ) -> Result<Vec<Key>> {
     let mut q = diesel::sql_query(sql).into_boxed::<Pg>();
     for b in binds {
         q = q.bind::<Array<Text>, _>(b);
     }
-    let rows: Vec<KeyRow> = q
-        .load(conn)
-        .map_err(|e| Error::db(what(), describe_diesel(&e)))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.k.join(&SEP.to_string()).into_boxed_str())
-        .collect())
+    let keys = if identity(table).len() == 1 {
+        q.load::<TextKeyRow>(conn)
+            .map(|rows| rows.into_iter().map(|r| r.k.into_boxed_str()).collect())
+    } else {
+        q.load::<KeyRow>(conn).map(|rows| {
+            rows.into_iter()
+                .map(|r| r.k.join(&SEP.to_string()).into_boxed_str())
+                .collect()
+        })
+    };
+    keys.map_err(|e| what(describe_diesel(&e)))
 }
 
 pub(super) fn count_sql(table: &Table) -> String {
@@ -145,13 +162,7 @@ pub(super) fn seed_keys(
         key_array(table, ""),
         table.own_rows_sql()
     );
-    let rows: Vec<KeyRow> = diesel::sql_query(&sql)
-        .load(conn)
-        .map_err(|e| Error::Invalid(describe_diesel(&e)))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.k.join(&SEP.to_string()).into_boxed_str())
-        .collect())
+    load_keys(conn, table, &sql, Vec::new(), Error::Invalid)
 }
 
 pub(super) fn related(
@@ -183,9 +194,7 @@ pub(super) fn related(
             dst.own_rows_sql(),
             match_arrays(&d, &types, &params)
         );
-        return load_keys(conn, &sql, binds, || {
-            format!("following foreign keys from {} to {}", src.key, dst.key)
-        });
+        return load_keys(conn, dst, &sql, binds, |m| following(src, dst, m));
     }
     let (filter, binds) = match src_keys {
         None => (String::new(), Vec::new()),
@@ -203,9 +212,14 @@ pub(super) fn related(
         (&src.own_rows_sql(), src_cols),
         &filter,
     );
-    load_keys(conn, &sql, binds, || {
-        format!("following foreign keys from {} to {}", src.key, dst.key)
-    })
+    load_keys(conn, dst, &sql, binds, |m| following(src, dst, m))
+}
+
+fn following(src: &Table, dst: &Table, message: String) -> Error {
+    Error::db(
+        format!("following foreign keys from {} to {}", src.key, dst.key),
+        message,
+    )
 }
 
 /// Binds `keys` into this transaction's settings and returns the WHERE condition that selects
