@@ -88,13 +88,15 @@ fn main() {
                 row("template build (once)", &mut vec![started.elapsed()]);
             }
             let _ = template;
-            let clone_p50 = row("clone", &mut time_clones(&b, n));
+            let (mut clones, mut drops) = time_clones(&b, n);
+            let clone_p50 = row("clone", &mut clones);
+            row("drop at the end of the test (not in clone)", &mut drops);
             if is_pg {
                 for (strategy, name) in [
                     (Strategy::FileCopy, "clone FILE_COPY"),
                     (Strategy::WalLog, "clone WAL_LOG"),
                 ] {
-                    row(name, &mut time_clones(&builder(strategy), n));
+                    row(name, &mut time_clones(&builder(strategy), n).0);
                 }
             }
             let rb = b.rollback_db().expect("rollback db");
@@ -139,7 +141,8 @@ fn main() {
     }
 }
 
-fn time_clones(b: &TestDbBuilder, n: usize) -> Vec<Duration> {
+/// Time to a ready clone, and the time its drop takes when the test ends.
+fn time_clones(b: &TestDbBuilder, n: usize) -> (Vec<Duration>, Vec<Duration>) {
     // One unmeasured clone first: the first one pays for the admin connection.
     drop(b.create().expect("clone"));
     (0..n)
@@ -147,10 +150,11 @@ fn time_clones(b: &TestDbBuilder, n: usize) -> Vec<Duration> {
             let t = Instant::now();
             let db = b.create().expect("clone");
             let spent = t.elapsed();
+            let t = Instant::now();
             drop(db);
-            spent
+            (spent, t.elapsed())
         })
-        .collect()
+        .unzip()
 }
 
 /// p50 and p95 in milliseconds (nearest rank).
