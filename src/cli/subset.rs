@@ -82,14 +82,15 @@ pub fn write_plan(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             } else {
                 ("", String::new())
             };
-            writeln!(out, "{name:<width$}  {rows:>rows_w$}  {reason} ({n} rows)")?;
+            let n = super::term::count(*n, "row");
+            writeln!(out, "{name:<width$}  {rows:>rows_w$}  {reason} ({n})")?;
         }
     }
     writeln!(
         out,
-        "{} rows in {} tables, {} rounds",
-        plan.rows(),
-        plan.tables.len(),
-        plan.rounds
+        "{} in {}, {}",
+        super::term::count(plan.rows(), "row"),
+        super::term::count(plan.tables.len() as u64, "table"),
+        super::term::count(plan.rounds as u64, "round")
     )
 }

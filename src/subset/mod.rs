@@ -502,7 +502,8 @@ fn too_many(
         .take(5)
         .map(|(&t, s)| {
             let how: Vec<String> = s.reached.iter().map(|(r, n)| format!("{n} {r}")).collect();
-            format!("{} {} rows ({})", key_of(t), s.count(), how.join(", "))
+            let rows = if s.count() == 1 { "row" } else { "rows" };
+            format!("{} {} {rows} ({})", key_of(t), s.count(), how.join(", "))
         })
         .collect();
     Error::SubsetTooLarge {

@@ -661,9 +661,9 @@ fn plan_lists_rows_and_how_each_table_was_reached() {
             row("rep"),
             "rep 1 parent of customer via ".to_string()
                 + fk(kind, "customer", "rep_id")
-                + " (1 rows)"
+                + " (1 row)"
         );
-        assert_eq!(row("customer"), "customer 1 seed (1 rows)");
+        assert_eq!(row("customer"), "customer 1 seed (1 row)");
         assert_eq!(
             row("orders"),
             "orders 10 child of customer via ".to_string()
