@@ -4,6 +4,7 @@
 //! Output rule: data (dumps, reports, SQL) on stdout; progress and messages on stderr;
 //! `--quiet` silences messages, never errors.
 
+mod django;
 mod term;
 
 use std::io::Write;
@@ -108,6 +109,27 @@ pub struct LoadArgs {
     /// transaction; creates a missing SQLite database file
     #[arg(long)]
     pub migrate: bool,
+    /// Fixture format: auto (decided per file from its content), django (manage.py dumpdata
+    /// output, JSON or JSON Lines) or native
+    #[arg(long, value_enum, default_value_t = FixtureFormat::Auto)]
+    pub format: FixtureFormat,
+    /// Django model of a table whose name is not `app_label_model` (a custom db_table);
+    /// repeatable, also `[django] models` in the config file
+    #[arg(long = "django-model", value_name = "TABLE=APP_LABEL.MODEL", value_parser = dbfixtures::format::django::parse_model_mapping)]
+    pub django_models: Vec<(String, String)>,
+    /// Django fixtures: skip objects of this app or app_label.Model (repeatable, as loaddata's)
+    #[arg(long, short = 'e', value_name = "APP_LABEL[.MODEL]")]
+    pub exclude: Vec<String>,
+    /// Django fixtures: skip fields and models that do not exist in the database (as loaddata's)
+    #[arg(long, short = 'i')]
+    pub ignorenonexistent: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FixtureFormat {
+    Auto,
+    Django,
+    Native,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -177,7 +199,7 @@ impl Messages {
 pub fn run(args: Args) -> Result<Outcome> {
     let msg = Messages { quiet: args.quiet };
     // Read before connecting, so a broken file is reported without touching the database.
-    let _config = dbfixtures::config::Config::discover(args.config.as_deref())?;
+    let config = dbfixtures::config::Config::discover(args.config.as_deref())?;
     let url = DatabaseUrl::parse(args.database_url.as_deref().unwrap_or(""))?;
     match args.command {
         Command::Dump(a) => {
@@ -192,7 +214,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             };
             let dry_run = a.dry_run;
             let mut conn = Connection::open(&url, a.migrate)?;
-            let result = load(&mut conn, a, &msg);
+            let result = load(&mut conn, a, &config, &msg);
             if let Some(path) = created.filter(|_| result.is_err() || dry_run) {
                 drop(conn);
                 let _ = std::fs::remove_file(&path);
@@ -264,7 +286,13 @@ fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
+fn load(
+    conn: &mut Connection,
+    a: LoadArgs,
+    config: &dbfixtures::config::Config,
+    msg: &Messages,
+) -> Result<Outcome> {
+    let django = django::load_options(&a, config)?;
     let opts = LoadOptions {
         mode: match a.mode {
             LoadMode::Upsert => Mode::Upsert,
@@ -281,7 +309,8 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         None => &NoProgress,
     };
     let started = Instant::now();
-    let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
+    let report =
+        dbfixtures::format::django::load::load_paths(conn, &a.paths, &opts, &django, progress)?;
     for m in &report.migrations {
         msg.say(format!("  applied migration {m}"));
     }

@@ -2,6 +2,7 @@
 //! PostgreSQL's text forms and JSON.
 
 pub mod copy_text;
+pub mod django;
 pub mod reader;
 pub mod value;
 pub mod writer;

@@ -1,0 +1,200 @@
+//! `format::django`: Django's fixture format (`manage.py dumpdata` / `loaddata`) read by `load`.
+//!
+//! A Django fixture is a JSON array (or, `.jsonl`, one object per line) of
+//! `{"model": "app_label.model", "pk": ..., "fields": {...}}`. Loading translates it, streaming,
+//! into the native format (one temporary fixture per table) and hands that to [`crate::load`], so
+//! a Django fixture gets exactly what a native one gets: one transaction, foreign-key order
+//! whatever the file order, COPY speed, upsert by primary key and every sequence realigned.
+//!
+//! Invariants:
+//! - Model → table: `--django-model TABLE=app_label.model` (or `[django] models` in the config
+//!   file) first, else Django's default name `app_label_model`. Field → column: the column of
+//!   that name, else `field_id` (a foreign key's column). A field that is neither is a
+//!   many-to-many list when the auto-created through table `<table>_<field>` exists.
+//! - Many-to-many lists have loaddata's meaning: a listed field replaces that object's links
+//!   (its rows in the through table are deleted, in the same transaction, then the listed ones
+//!   inserted); an absent field leaves them alone.
+//! - Values arrive in Django's forms and leave in the native ones: `BinaryField` base64 becomes
+//!   bytea hex, `ArrayField`'s JSON-in-a-string becomes a JSON array, a JSON document that looks
+//!   like the native `{"$json": ...}` wrapper is wrapped; everything else (datetimes, dates,
+//!   times, decimal strings, durations, UUIDs, booleans, nulls) is already what PostgreSQL and
+//!   the native loader accept.
+//! - Every error names the Django file, the object's index in it, its model and pk, and the
+//!   field; errors the native loader finds in the translated rows are mapped back to them.
+//! - Memory stays flat: objects are read one at a time and written straight to the per-table
+//!   files (the owners of replaced m2m links are kept only for through tables that already had
+//!   rows).
+
+pub mod load;
+mod pg;
+mod read;
+mod sqlite;
+
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Which format a fixture file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Decide per file from its content (and `.jsonl` extension).
+    #[default]
+    Auto,
+    Django,
+    Native,
+}
+
+/// A file's format once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detected {
+    Native,
+    /// A JSON array of objects.
+    DjangoJson,
+    /// One object per line.
+    DjangoJsonl,
+}
+
+/// What the Django side of a load needs besides the native options.
+#[derive(Debug, Clone, Default)]
+pub struct DjangoOptions {
+    pub format: Format,
+    /// `(table, "app_label.model")` pairs for models whose table is not Django's default name.
+    pub models: Vec<(String, String)>,
+    /// `app_label` or `app_label.Model` whose objects are skipped (loaddata's `--exclude`).
+    pub exclude: Vec<String>,
+    /// Skip fields and models that do not exist in the database (loaddata's
+    /// `--ignorenonexistent`).
+    pub ignore_nonexistent: bool,
+}
+
+impl DjangoOptions {
+    /// Adds the config file's `[django] models` under the flags (a flag naming the same table or
+    /// model wins).
+    pub fn with_config(mut self, section: &crate::config::DjangoSection) -> Self {
+        for (table, model) in &section.models {
+            let taken = self
+                .models
+                .iter()
+                .any(|(t, m)| t == table || m.eq_ignore_ascii_case(model));
+            if !taken {
+                self.models.push((table.clone(), model.clone()));
+            }
+        }
+        self
+    }
+}
+
+/// Parses `TABLE=app_label.model`.
+pub fn parse_model_mapping(s: &str) -> std::result::Result<(String, String), String> {
+    let (table, model) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected TABLE=app_label.model, found \"{s}\""))?;
+    let (table, model) = (table.trim(), model.trim());
+    if table.is_empty() || !valid_model_label(model) {
+        return Err(format!("expected TABLE=app_label.model, found \"{s}\""));
+    }
+    Ok((table.to_string(), model.to_lowercase()))
+}
+
+pub(crate) fn valid_model_label(m: &str) -> bool {
+    m.split_once('.')
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('.'))
+}
+
+/// Compression by extension, as loaddata accepts it.
+pub(crate) fn open_decompressed(path: &Path, name: &str) -> Result<Box<dyn BufRead>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(name, e))?;
+    let raw = std::io::BufReader::with_capacity(256 * 1024, f);
+    let n = path.to_string_lossy().to_lowercase();
+    let inner: Box<dyn Read> = if n.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else {
+        return Ok(Box::new(raw));
+    };
+    Ok(Box::new(std::io::BufReader::with_capacity(256 * 1024, inner)))
+}
+
+/// The name without its compression extension ends in `.jsonl`.
+fn is_jsonl_name(path: &Path) -> bool {
+    let n = path.to_string_lossy().to_lowercase();
+    let n = n.strip_suffix(".gz").unwrap_or(&n);
+    n.ends_with(".jsonl")
+}
+
+/// Decides a file's format from its first bytes: a top-level array is Django's JSON; an object
+/// whose first line is a whole object with a `model` key (or any object in a `.jsonl` file) is
+/// Django's JSON Lines; any other object is the native format.
+pub(crate) fn detect(path: &Path, name: &str) -> Result<Detected> {
+    let mut r = open_decompressed(path, name)?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(name, e))?;
+        if n == 0 {
+            // An empty file: loaddata reads no objects from it; the native reader says why.
+            return Ok(if is_jsonl_name(path) {
+                Detected::DjangoJsonl
+            } else {
+                Detected::Native
+            });
+        }
+        let text = String::from_utf8_lossy(&line);
+        let t = text.trim_start_matches('\u{feff}').trim();
+        if t.is_empty() {
+            continue;
+        }
+        return Ok(match t.as_bytes()[0] {
+            b'[' => Detected::DjangoJson,
+            _ if is_jsonl_name(path) => Detected::DjangoJsonl,
+            b'{' if looks_like_django_object(t) => Detected::DjangoJsonl,
+            _ => Detected::Native,
+        });
+    }
+}
+
+fn looks_like_django_object(line: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        model: serde_json::Value,
+    }
+    serde_json::from_str::<Probe>(line).is_ok_and(|p| p.model.is_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_mappings_parse() {
+        assert_eq!(
+            parse_model_mapping("legacy_things=shop.Legacy").unwrap(),
+            ("legacy_things".into(), "shop.legacy".into())
+        );
+        assert!(parse_model_mapping("legacy_things").is_err());
+        assert!(parse_model_mapping("t=shop").is_err());
+        assert!(parse_model_mapping("=shop.x").is_err());
+    }
+
+    #[test]
+    fn formats_are_told_apart_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, text: &str, want: Detected| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(detect(&p, name).unwrap(), want, "{name}");
+        };
+        check("a.json", "\n [{\"model\": \"a.b\"}]", Detected::DjangoJson);
+        check("b.json", "[]", Detected::DjangoJson);
+        check("c.json", "{\"t\": [{\"id\": 1}]}", Detected::Native);
+        check(
+            "d.json",
+            "{\"model\": \"a.b\", \"pk\": 1, \"fields\": {}}\n",
+            Detected::DjangoJsonl,
+        );
+        check("e.jsonl", "{\"model\": 1}\n", Detected::DjangoJsonl);
+        check("f.json", "{\"model\": [{\"id\": 1}]}", Detected::Native);
+    }
+}
