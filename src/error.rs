@@ -121,6 +121,7 @@ pub enum Error {
 pub struct DjangoLocation {
     pub file: String,
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub object: Option<usize>,
     pub model: Option<String>,
     pub pk: Option<String>,
@@ -132,6 +133,9 @@ impl fmt::Display for DjangoLocation {
         f.write_str(&self.file)?;
         if let Some(l) = self.line {
             write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
         }
         if let Some(i) = self.object {
             write!(f, ", object {i}")?;

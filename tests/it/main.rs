@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod django;
 mod dump;
 mod load;
 mod sequences;

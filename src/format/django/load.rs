@@ -96,7 +96,12 @@ fn expand(paths: &[PathBuf], format: Format) -> Result<Vec<Source>> {
     for p in paths {
         if p.as_os_str() == "-" {
             if format != Format::Django {
-                out.push(source(p.clone(), "<stdin>".into(), Some(Detected::Native), None)?);
+                out.push(source(
+                    p.clone(),
+                    "<stdin>".into(),
+                    Some(Detected::Native),
+                    None,
+                )?);
                 continue;
             }
             let mut spool = tempfile::NamedTempFile::new().map_err(|e| Error::io("<stdin>", e))?;
@@ -227,6 +232,7 @@ impl At<'_> {
             location: Box::new(DjangoLocation {
                 file: self.file.to_string(),
                 line: None,
+                column: None,
                 object: Some(self.index),
                 model: Some(self.model.to_string()),
                 pk: self.pk.map(str::to_owned),
@@ -280,6 +286,12 @@ impl<'c> Translator<'c> {
             .iter()
             .find(|(_, m)| m.eq_ignore_ascii_case(label))
             .map(|(t, _)| t.clone())
+            .or_else(|| {
+                super::BUILTIN_TABLES
+                    .iter()
+                    .find(|(m, _)| *m == label)
+                    .map(|(_, t)| t.to_string())
+            })
             .unwrap_or_else(|| label.replacen('.', "_", 1));
         let t = match self.catalog.find(&table_name) {
             Ok(t) => t,
@@ -362,8 +374,7 @@ impl<'c> Translator<'c> {
             format!(
                 "table {} has no column \"{name}\" or \"{name}_id\", and there is no \
                  many-to-many table {}",
-                table.key,
-                through.name
+                table.key, through.name
             ),
         ))
     }
@@ -431,8 +442,7 @@ impl<'c> Translator<'c> {
                     first = false;
                     push_json_string(&mut row, col.name.as_bytes());
                     row.push(b':');
-                    push_value(&mut row, col, value)
-                        .map_err(|m| at.error(Some(name), m))?;
+                    push_value(&mut row, col, value).map_err(|m| at.error(Some(name), m))?;
                 }
                 Field::M2m {
                     through,
@@ -457,7 +467,10 @@ impl<'c> Translator<'c> {
             let targets: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|_| {
                 at.error(
                     Some(name),
-                    format!("a many-to-many field is a list of pks, found {}", value.get()),
+                    format!(
+                        "a many-to-many field is a list of pks, found {}",
+                        value.get()
+                    ),
                 )
             })?;
             self.record_owner(conn, through, (&owner, &target), pk, &targets)?;
@@ -698,6 +711,7 @@ impl Translated {
             location: Box::new(DjangoLocation {
                 file,
                 line: None,
+                column: None,
                 object: index.parse().ok(),
                 model: Some(model.to_string()),
                 pk: (!pk.is_empty()).then(|| pk.to_string()),
@@ -759,8 +773,12 @@ mod tests {
             r#"{"a": 1}"#
         );
         assert_eq!(
-            conv(ValueKind::DateTime, "timestamp with time zone", "\"2024-03-05T14:07:09.123Z\"")
-                .unwrap(),
+            conv(
+                ValueKind::DateTime,
+                "timestamp with time zone",
+                "\"2024-03-05T14:07:09.123Z\""
+            )
+            .unwrap(),
             "\"2024-03-05T14:07:09.123Z\""
         );
         assert!(conv(ValueKind::Integer, "bigint", "[\"a\"]")

@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - Model → table: `--django-model TABLE=app_label.model` (or `[django] models` in the config
-//!   file) first, else Django's default name `app_label_model`. Field → column: the column of
+//!   file) first, else Django's own tables (`django_content_type`, `django_session`, ...), else
+//!   Django's default name `app_label_model`. Field → column: the column of
 //!   that name, else `field_id` (a foreign key's column). A field that is neither is a
 //!   many-to-many list when the auto-created through table `<table>_<field>` exists.
 //! - Many-to-many lists have loaddata's meaning: a listed field replaces that object's links
@@ -85,6 +86,17 @@ impl DjangoOptions {
     }
 }
 
+/// Django's own models whose `db_table` is not `app_label_model`.
+pub(crate) const BUILTIN_TABLES: &[(&str, &str)] = &[
+    ("contenttypes.contenttype", "django_content_type"),
+    ("sessions.session", "django_session"),
+    ("admin.logentry", "django_admin_log"),
+    ("sites.site", "django_site"),
+    ("redirects.redirect", "django_redirect"),
+    ("flatpages.flatpage", "django_flatpage"),
+    ("migrations.migration", "django_migrations"),
+];
+
 /// Parses `TABLE=app_label.model`.
 pub fn parse_model_mapping(s: &str) -> std::result::Result<(String, String), String> {
     let (table, model) = s
@@ -112,7 +124,10 @@ pub(crate) fn open_decompressed(path: &Path, name: &str) -> Result<Box<dyn BufRe
     } else {
         return Ok(Box::new(raw));
     };
-    Ok(Box::new(std::io::BufReader::with_capacity(256 * 1024, inner)))
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        inner,
+    )))
 }
 
 /// The name without its compression extension ends in `.jsonl`.

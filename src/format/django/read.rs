@@ -58,10 +58,11 @@ fn syntax_error(name: &str, e: &serde_json::Error, index: usize) -> Error {
         location: Box::new(DjangoLocation {
             file: name.to_string(),
             line: Some(e.line()),
+            column: Some(e.column()),
             object: Some(index),
             ..Default::default()
         }),
-        message: format!("column {}: not a Django fixture object: {msg}", e.column()),
+        message: format!("not a Django fixture object: {msg}"),
     }
 }
 
@@ -165,9 +166,12 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_object_and_position() {
-        let e = read("[{\"model\": \"a.b\", \"fields\": {}},\n {\"model\": }]", false)
-            .unwrap_err()
-            .to_string();
+        let e = read(
+            "[{\"model\": \"a.b\", \"fields\": {}},\n {\"model\": }]",
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("f.json:2:"), "{e}");
         assert!(e.contains("object 1"), "{e}");
         let e = read("{\"fields\": {}}\n", true).unwrap_err().to_string();

@@ -490,3 +490,5 @@ impl Drop for DirLock {
         let _ = fs::remove_dir(&self.0);
     }
 }
+
+pub mod django;

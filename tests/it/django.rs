@@ -1,0 +1,250 @@
+//! Django interop, proven against real Django 5.2 (see `support::django`): `dumpdata` output
+//! loaded by dbfixtures gives the tables `loaddata` gives, and the ORM goes on working after it.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::django::{manage_ok, migrated_db, table_contents};
+use crate::support::{dbf, TestDb};
+
+const LEGACY: &str = "legacy_things=shop.legacy";
+
+/// A seeded project database and its `dumpdata` of every app, written to `dir/name`.
+fn seeded_dump(dir: &Path, name: &str, extra: &[&str]) -> (TestDb, PathBuf) {
+    let src = migrated_db("src");
+    manage_ok(&src, &["seed"]);
+    let path = dir.join(name);
+    let p = path.to_str().unwrap();
+    let mut args = vec!["dumpdata", "shop", "auth", "contenttypes", "-o", p];
+    args.extend_from_slice(extra);
+    manage_ok(&src, &args);
+    (src, path)
+}
+
+fn load_ok(db: &TestDb, args: &[&str]) -> String {
+    let out = dbf(db, args);
+    assert_eq!(out.code, 0, "load failed: {}", out.stderr);
+    out.stderr
+}
+
+/// Table by table, so a difference names its table.
+fn assert_same_tables(ours: &TestDb, theirs: &TestDb) {
+    let (a, b) = (table_contents(ours), table_contents(theirs));
+    assert_eq!(
+        a.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        b.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    for ((table, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(x, y, "table {table} differs");
+    }
+}
+
+fn count(db: &TestDb, table: &str) -> i64 {
+    db.query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn dumpdata_loads_into_the_tables_loaddata_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_src, fixture) = seeded_dump(dir.path(), "all.json", &["--indent", "2"]);
+    let f = fixture.to_str().unwrap();
+
+    let by_django = migrated_db("loaddata");
+    manage_ok(&by_django, &["loaddata", f]);
+    let ours = migrated_db("ours");
+    load_ok(&ours, &["load", f, "--django-model", LEGACY]);
+
+    // Not vacuous: every kind of row is there.
+    for (table, n) in [
+        ("shop_document", 2),
+        ("shop_document_tags", 3),
+        ("shop_author_friends", 4),
+        ("shop_restaurant", 2),
+        ("shop_pizzaplace", 1),
+        ("legacy_things", 1),
+        ("auth_user_groups", 1),
+        ("shop_note", 2),
+    ] {
+        assert_eq!(count(&ours, table), n, "{table}");
+    }
+    assert_same_tables(&ours, &by_django);
+    // Value forms survived exactly (Django's dump keeps milliseconds of datetimes).
+    assert_eq!(
+        ours.query_scalar(
+            "SELECT concat_ws('|', created, took, encode(blob, 'hex'), labels::text, \
+             scores::text, data->>'$json', price) FROM shop_document \
+             WHERE title = 'First'"
+        )
+        .as_deref(),
+        Some("2024-03-05 14:07:09.123+00|-1 days +02:00:00.000005|0001ff62696e|{x,\"y,z\",\"q\\\"uote\"}|{1,-2,3}|1|1234.50")
+    );
+
+    // Every sequence is past the data: the ORM creates a row of every model.
+    let out = manage_ok(&ours, &["orm_create"]);
+    assert!(out.stdout.contains("ok"), "{}", out.stdout);
+}
+
+#[test]
+fn jsonl_gz_loads_with_the_config_file_naming_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_src, fixture) = seeded_dump(dir.path(), "all.jsonl.gz", &["--format", "jsonl"]);
+    let config = dir.path().join("dbf.toml");
+    std::fs::write(
+        &config,
+        "[django]\nmodels = { legacy_things = \"shop.legacy\" }\n",
+    )
+    .unwrap();
+    let ours = migrated_db("jsonl");
+    let f = fixture.to_str().unwrap();
+    load_ok(&ours, &["load", f, "--config", config.to_str().unwrap()]);
+    let by_django = migrated_db("jsonl_dj");
+    manage_ok(&by_django, &["loaddata", f]);
+    assert_same_tables(&ours, &by_django);
+    assert_eq!(count(&ours, "shop_document"), 2);
+}
+
+#[test]
+fn many_to_many_lists_replace_links_as_loaddata_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_src, fixture) = seeded_dump(dir.path(), "all.json", &[]);
+    let f = fixture.to_str().unwrap();
+    let by_django = migrated_db("m2m_dj");
+    let ours = migrated_db("m2m_ours");
+    manage_ok(&by_django, &["loaddata", f]);
+    load_ok(&ours, &["load", f, "--django-model", LEGACY]);
+    // A link the fixture does not list for an object it lists (document "First" gets tag 2),
+    // and a link of an object it does not list (a new document).
+    for db in [&by_django, &ours] {
+        db.sql(
+            "INSERT INTO shop_document_tags (document_id, tag_id) \
+             VALUES ('12345678-1234-5678-1234-567812345678', 2); \
+             INSERT INTO shop_document (id, title, body, created, price, ratio, big, small, \
+               positive, active, labels, slug, site, author_id) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 'Extra', '', '2020-01-01T00:00:00Z', 1, 1, 1, 1, 1, \
+               true, '{}', 'x', '', 'ada@example.com'); \
+             INSERT INTO shop_document_tags (document_id, tag_id) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 1);",
+        );
+    }
+    manage_ok(&by_django, &["loaddata", f]);
+    let again = load_ok(&ours, &["load", f, "--django-model", LEGACY]);
+    assert_same_tables(&ours, &by_django);
+    assert_eq!(
+        ours.query_scalar(
+            "SELECT string_agg(tag_id::text, ',' ORDER BY tag_id) FROM shop_document_tags \
+             WHERE document_id = '12345678-1234-5678-1234-567812345678'"
+        )
+        .as_deref(),
+        Some("1,3")
+    );
+    assert_eq!(
+        count(&ours, "shop_document_tags"),
+        4,
+        "the unlisted document keeps its link"
+    );
+    assert!(again.contains("0 updated"), "{again}");
+}
+
+#[test]
+fn errors_name_file_object_model_pk_and_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_db("errors");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = r#"{"model": "shop.country", "pk": "FR", "fields": {"name": "France"}},
+        {"model": "shop.tag", "pk": 1, "fields": {"name": "red"}}"#;
+
+    // A value the database rejects: located back in the Django file.
+    let f = write(
+        "bad_value.json",
+        &format!(
+            r#"[{good}, {{"model": "shop.author", "pk": 7, "fields": {{"email": "a@b", "name": "n", "country": "FR", "mentor": "seven"}}}}]"#
+        ),
+    );
+    let out = dbf(&db, &["load", &f]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{f}, object 2 (shop.author pk=7), field mentor")),
+        "{}",
+        out.stderr
+    );
+
+    // A field the model does not have.
+    let f = write(
+        "bad_field.json",
+        &format!(r#"[{good}, {{"model": "shop.tag", "pk": 2, "fields": {{"nmae": "x"}}}}]"#),
+    );
+    let out = dbf(&db, &["load", &f]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains(&format!("{f}, object 2 (shop.tag pk=2), field nmae")),
+        "{}",
+        out.stderr
+    );
+
+    // A model without a table: names the flag that fixes it.
+    let f = write(
+        "bad_model.json",
+        &format!(r#"[{good}, {{"model": "shop.legacy", "pk": 1, "fields": {{"code": "x"}}}}]"#),
+    );
+    let out = dbf(&db, &["load", &f]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("object 2 (shop.legacy pk=1)")
+            && out.stderr.contains("--django-model TABLE=shop.legacy"),
+        "{}",
+        out.stderr
+    );
+
+    // Broken JSON: the position.
+    let f = write("bad_json.json", &format!("[{good},\n {{\"model\": ]"));
+    let out = dbf(&db, &["load", &f]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains(&format!("{f}:3:")), "{}", out.stderr);
+
+    // Nothing of the good objects landed.
+    assert_eq!(count(&db, "shop_country"), 0);
+    assert_eq!(count(&db, "shop_tag"), 0);
+}
+
+#[test]
+fn exclude_and_ignorenonexistent_as_loaddata() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_db("exclude");
+    let p = dir.path().join("f.json");
+    std::fs::write(
+        &p,
+        r#"[{"model": "shop.country", "pk": "FR", "fields": {"name": "France", "gone": 1}},
+            {"model": "shop.ghost", "pk": 1, "fields": {}},
+            {"model": "shop.tag", "pk": 1, "fields": {"name": "red"}},
+            {"model": "shop.legacy", "pk": 1, "fields": {"code": "x"}}]"#,
+    )
+    .unwrap();
+    let f = p.to_str().unwrap();
+    let out = dbf(&db, &["load", f, "--django-model", LEGACY]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("field gone"), "{}", out.stderr);
+    load_ok(
+        &db,
+        &[
+            "load",
+            f,
+            "-i",
+            "--exclude",
+            "shop.Tag",
+            "--django-model",
+            LEGACY,
+        ],
+    );
+    assert_eq!(count(&db, "shop_country"), 1);
+    assert_eq!(count(&db, "shop_tag"), 0);
+    assert_eq!(count(&db, "legacy_things"), 1);
+    load_ok(&db, &["load", f, "-i", "-e", "shop", "--format", "django"]);
+}
