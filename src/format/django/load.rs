@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
+use super::natural::{self, NaturalKeys};
 use super::read::{for_each_object, Object};
 use super::{detect, open_decompressed, Detected, DjangoOptions, Format};
 use crate::backend::{Backend, Connection, TxMode};
@@ -39,23 +40,20 @@ pub fn load_paths(
     let mut dry_report = None;
     let result = conn.transaction(TxMode::ReadWrite, |conn| {
         let catalog = Catalog::read(conn)?;
-        let mut tr = Translator::new(&catalog, dj)?;
         let mut native: Vec<PathBuf> = Vec::new();
-        for (i, src) in sources.iter().enumerate() {
-            if src.kind == Detected::Native {
-                native.push(src.path.clone());
-                continue;
+        let mut record = Vec::new();
+        let translated = loop {
+            let mut tr = Translator::new(&catalog, dj, NaturalKeys::recording(&record))?;
+            native.clear();
+            match translate_all(&mut tr, conn, &sources, &mut native, progress) {
+                Ok(()) => break tr.finish()?,
+                Err(_) if tr.nk.restart.is_some() => {
+                    record = tr.nk.tables_recorded();
+                    record.extend(tr.nk.restart);
+                }
+                Err(e) => return Err(e),
             }
-            progress.message(&format!("reading Django fixture {}", src.name));
-            let input = open_decompressed(&src.path, &src.name)?;
-            for_each_object(
-                input,
-                &src.name,
-                src.kind == Detected::DjangoJsonl,
-                &mut |index, obj| tr.object(conn, i, &src.name, index, obj),
-            )?;
-        }
-        let translated = tr.finish()?;
+        };
         for links in translated.links.values() {
             delete_links(conn, &catalog, links)?;
         }
@@ -73,6 +71,30 @@ pub fn load_paths(
         (_, Some(report)) => Ok(report),
         (r, None) => r,
     }
+}
+
+fn translate_all(
+    tr: &mut Translator<'_>,
+    conn: &mut Connection,
+    sources: &[Source],
+    native: &mut Vec<PathBuf>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for (i, src) in sources.iter().enumerate() {
+        if src.kind == Detected::Native {
+            native.push(src.path.clone());
+            continue;
+        }
+        progress.message(&format!("reading Django fixture {}", src.name));
+        let input = open_decompressed(&src.path, &src.name)?;
+        for_each_object(
+            input,
+            &src.name,
+            src.kind == Detected::DjangoJsonl,
+            &mut |index, obj| tr.object(conn, i, &src.name, index, obj),
+        )?;
+    }
+    Ok(())
 }
 
 /// One input file with its decided format.
@@ -208,6 +230,7 @@ struct Translator<'c> {
     outs: HashMap<usize, TableOut>,
     links: HashMap<usize, Links>,
     row: Vec<u8>,
+    nk: NaturalKeys,
 }
 
 /// What a translation produced.
@@ -244,7 +267,7 @@ impl At<'_> {
 }
 
 impl<'c> Translator<'c> {
-    fn new(catalog: &'c Catalog, dj: &'c DjangoOptions) -> Result<Self> {
+    fn new(catalog: &'c Catalog, dj: &'c DjangoOptions, nk: NaturalKeys) -> Result<Self> {
         Ok(Translator {
             catalog,
             dj,
@@ -253,6 +276,7 @@ impl<'c> Translator<'c> {
             outs: HashMap::new(),
             links: HashMap::new(),
             row: Vec::with_capacity(4096),
+            nk,
         })
     }
 
@@ -401,67 +425,134 @@ impl<'c> Translator<'c> {
         };
         let t = model.table;
         let pk_col = model.pk.clone();
-        for name in obj.fields.keys() {
-            if !self.models[&label]
+        let mut fields: Vec<(&str, &RawValue, Field)> = Vec::with_capacity(obj.fields.len());
+        for (name, value) in &obj.fields {
+            let known = self.models[&label]
                 .as_ref()
-                .expect("resolved")
-                .fields
-                .contains_key(name)
-            {
-                let f = self.resolve_field(t, name, &at)?;
-                self.models
-                    .get_mut(&label)
-                    .and_then(Option::as_mut)
-                    .expect("resolved")
-                    .fields
-                    .insert(name.clone(), f);
-            }
+                .and_then(|m| m.fields.get(name))
+                .cloned();
+            let f = match known {
+                Some(f) => f,
+                None => {
+                    let f = self.resolve_field(t, name, &at)?;
+                    if let Some(m) = self.models.get_mut(&label).and_then(Option::as_mut) {
+                        m.fields.insert(name.clone(), f.clone());
+                    }
+                    f
+                }
+            };
+            fields.push((name, value, f));
         }
         let catalog = self.catalog;
         let table = &catalog.tables[t];
+        let need_key = obj.pk.is_none() || self.nk.is_recorded(t);
+        let key_cols = if need_key {
+            NaturalKeys::key_columns(catalog, t)
+        } else {
+            None
+        };
+        let mut key_vals: Vec<(usize, String)> = Vec::new();
         let mut row = std::mem::take(&mut self.row);
         row.clear();
         row.push(b'{');
-        let mut first = true;
-        if let Some(pk) = &obj.pk {
-            push_json_string(&mut row, pk_col.as_bytes());
-            row.push(b':');
-            row.extend_from_slice(pk.get().as_bytes());
-            first = false;
-        }
-        let fields = &self.models[&label].as_ref().expect("resolved").fields;
         let mut m2m: Vec<(&str, &RawValue, usize, String, String)> = Vec::new();
-        for (name, value) in &obj.fields {
-            match &fields[name] {
+        let mut field_pk: Option<&str> = None;
+        for (name, value, field) in fields {
+            match field {
                 Field::Ignored => {}
+                // A multi-table-inheritance child's parent link is its pk (written once).
+                Field::Column(i) if table.columns[i].name == pk_col => {
+                    if pk_text.is_none() {
+                        field_pk = Some(value.get());
+                    }
+                }
                 Field::Column(i) => {
-                    let col = &table.columns[*i];
-                    if !first {
+                    let col = &table.columns[i];
+                    let resolved;
+                    let value = match natural_reference(catalog, table, col, value) {
+                        Some((rt, rcol)) => {
+                            let v = settle(self.nk.resolve(conn, catalog, rt, &rcol, value)?)
+                                .map_err(|p| at.error(Some(name), p))?;
+                            resolved = RawValue::from_string(v).expect("JSON from the database");
+                            &*resolved
+                        }
+                        None => value,
+                    };
+                    if row.len() > 1 {
                         row.push(b',');
                     }
-                    first = false;
                     push_json_string(&mut row, col.name.as_bytes());
                     row.push(b':');
+                    let start = row.len();
                     push_value(&mut row, col, value).map_err(|m| at.error(Some(name), m))?;
+                    if key_cols.as_ref().is_some_and(|k| k.contains(&i)) {
+                        let text = String::from_utf8_lossy(&row[start..]);
+                        key_vals.push((i, natural::key_text(&text)));
+                    }
                 }
                 Field::M2m {
                     through,
                     owner,
                     target,
-                } => m2m.push((name, value, *through, owner.clone(), target.clone())),
+                } => m2m.push((name, value, through, owner, target)),
             }
+        }
+        let key: Option<Vec<String>> = key_cols.as_ref().and_then(|cols| {
+            cols.iter()
+                .map(|c| {
+                    key_vals
+                        .iter()
+                        .find(|(i, _)| i == c)
+                        .map(|(_, v)| v.clone())
+                })
+                .collect()
+        });
+        let pk_text = pk_text.or(field_pk);
+        let pk: Option<String> = match pk_text {
+            Some(pk) => {
+                self.nk.record(t, key, pk);
+                Some(pk.to_string())
+            }
+            None if key_cols.is_none() => {
+                // No natural key: a new row, its id from the column default (as loaddata).
+                None
+            }
+            None => {
+                let Some(key) = key else {
+                    return Err(at.error(
+                        None,
+                        "an object without a pk needs every field of its natural key".into(),
+                    ));
+                };
+                let pk = settle(self.nk.pk_for(conn, catalog, t, key)?)
+                    .map_err(|p| at.error(None, p))?;
+                if row.len() > 1 {
+                    row.push(b',');
+                }
+                push_json_string(&mut row, pk_col.as_bytes());
+                row.push(b':');
+                row.extend_from_slice(pk.as_bytes());
+                Some(pk)
+            }
+        };
+        self.nk.saw(t);
+        if let Some(pk) = pk_text {
+            if row.len() > 1 {
+                row.push(b',');
+            }
+            push_json_string(&mut row, pk_col.as_bytes());
+            row.push(b':');
+            row.extend_from_slice(pk.as_bytes());
         }
         row.push(b'}');
         let out = self.out(t)?;
         write_row(out, &row, &at, None)?;
         self.row = row;
         for (name, value, through, owner, target) in m2m {
-            let Some(pk) = pk_text else {
+            let Some(pk) = pk.as_deref() else {
                 return Err(at.error(
                     Some(name),
-                    "a many-to-many list needs the object's pk (natural primary keys are \
-                     not supported)"
-                        .into(),
+                    "a many-to-many list needs the object's pk or natural key".into(),
                 ));
             };
             let targets: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|_| {
@@ -473,16 +564,22 @@ impl<'c> Translator<'c> {
                     ),
                 )
             })?;
-            self.record_owner(conn, through, (&owner, &target), pk, &targets)?;
-            for target_pk in targets {
-                if target_pk.get().starts_with('[') {
-                    return Err(at.error(
-                        Some(name),
-                        "natural foreign keys are not supported yet; dump with pks \
-                         (without --natural-foreign)"
-                            .into(),
-                    ));
-                }
+            let through_table = &catalog.tables[through];
+            let mut resolved: Vec<Box<RawValue>> = Vec::with_capacity(targets.len());
+            for target_pk in &targets {
+                let v = if target_pk.get().starts_with('[') {
+                    let (rt, rcol) = NaturalKeys::referenced(catalog, through_table, &target)
+                        .ok_or_else(|| at.error(Some(name), "no foreign key".into()))?;
+                    settle(self.nk.resolve(conn, catalog, rt, &rcol, target_pk)?)
+                        .map_err(|p| at.error(Some(name), p))?
+                } else {
+                    target_pk.get().to_string()
+                };
+                resolved.push(RawValue::from_string(v).expect("JSON"));
+            }
+            let refs: Vec<&RawValue> = resolved.iter().map(|b| &**b).collect();
+            self.record_owner(conn, through, (&owner, &target), pk, &refs)?;
+            for target_pk in refs {
                 let mut link = Vec::with_capacity(64);
                 link.push(b'{');
                 push_json_string(&mut link, owner.as_bytes());
@@ -578,6 +675,38 @@ impl<'c> Translator<'c> {
             _dir: self.dir,
         })
     }
+}
+
+/// Marks the translation for a restart (see `natural`).
+const RESTART: &str = "restart the translation";
+
+/// A natural-key answer: the value, a restart (as the sentinel error), or the user's problem.
+fn settle(
+    r: std::result::Result<Option<String>, natural::Problem>,
+) -> std::result::Result<String, String> {
+    match r {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(RESTART.to_string()),
+        Err(p) => Err(p),
+    }
+}
+
+/// A foreign-key column given a natural key (a list): the referenced table and column.
+fn natural_reference(
+    catalog: &Catalog,
+    table: &crate::catalog::Table,
+    col: &Column,
+    value: &RawValue,
+) -> Option<(usize, String)> {
+    if !value.get().starts_with('[')
+        || matches!(
+            col.kind,
+            ValueKind::Json | ValueKind::Jsonb | ValueKind::Structured
+        )
+    {
+        return None;
+    }
+    NaturalKeys::referenced(catalog, table, &col.name)
 }
 
 fn write_row(out: &mut TableOut, row: &[u8], at: &At<'_>, field: Option<&str>) -> Result<()> {

@@ -27,6 +27,7 @@
 //!   rows).
 
 pub mod load;
+mod natural;
 mod pg;
 mod read;
 mod sqlite;

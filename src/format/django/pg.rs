@@ -40,3 +40,42 @@ pub(super) fn delete_links(
         })?;
     Ok(())
 }
+
+#[derive(diesel::QueryableByName)]
+struct JsonText {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    j: Option<String>,
+}
+
+/// The JSON value of column `select` in the row of `table` whose `columns` have the text forms
+/// in `keys` (a JSON array of strings, bound).
+pub(super) fn lookup(
+    conn: &mut Connection,
+    table: &Table,
+    select: &str,
+    columns: &[&str],
+    keys: &str,
+) -> Result<Option<String>> {
+    let cond: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("t.{}::text = ($1::json ->> {i})", quote_ident(c)))
+        .collect();
+    let sql = format!(
+        "SELECT to_json(t.{})::text AS j FROM {} AS t WHERE {} LIMIT 1",
+        quote_ident(select),
+        table.name.sql(),
+        cond.join(" AND ")
+    );
+    let pg = conn.as_pg().expect("a PostgreSQL connection");
+    let rows: Vec<JsonText> = diesel::sql_query(&sql)
+        .bind::<Text, _>(keys)
+        .load(pg)
+        .map_err(|e| {
+            Error::db(
+                format!("looking up a natural key in {}", table.key),
+                describe_diesel(&e),
+            )
+        })?;
+    Ok(rows.into_iter().next().and_then(|r| r.j))
+}
