@@ -128,7 +128,10 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_> {
 mod tests {
     use super::*;
 
-    fn read(text: &str, jsonl: bool) -> Result<Vec<(usize, String, Option<String>, Vec<String>)>> {
+    /// (index, model, pk, field names) of each object.
+    type Seen = (usize, String, Option<String>, Vec<String>);
+
+    fn read(text: &str, jsonl: bool) -> Result<Vec<Seen>> {
         let mut out = Vec::new();
         for_each_object(
             Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
