@@ -27,3 +27,59 @@ pub(super) fn load_options(a: &LoadArgs, config: &Config) -> Result<DjangoOption
     };
     Ok(opts.with_config(&config.django))
 }
+
+/// `dump --format django`.
+pub(super) fn dump(
+    conn: &mut dbfixtures::Connection,
+    a: super::DumpArgs,
+    config: &Config,
+    msg: &super::Messages,
+) -> Result<super::Outcome> {
+    let mut models = a.django_models.clone();
+    for (table, model) in &config.django.models {
+        if !models.iter().any(|(t, _)| t == table) {
+            models.push((table.clone(), model.clone()));
+        }
+    }
+    if a.gzip
+        || a.output
+            .as_ref()
+            .is_some_and(|p| p.to_string_lossy().ends_with('/') || p.is_dir())
+    {
+        return Err(Error::Invalid(
+            "--format django writes one file (or stdout), not a directory".into(),
+        ));
+    }
+    let opts = super::dump_options(&a);
+    let dj = dbfixtures::format::django::dump::DjangoDumpOptions {
+        models,
+        jsonl: false,
+    };
+    let bars = super::term::Bars::for_stderr(msg.quiet);
+    let progress: &dyn dbfixtures::Progress = match &bars {
+        Some(b) => b,
+        None => &dbfixtures::NoProgress,
+    };
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    let summary = dbfixtures::format::django::dump::dump(
+        conn,
+        &opts,
+        &dj,
+        a.output.as_deref(),
+        &mut stdout,
+        progress,
+    )?;
+    let target = a
+        .output
+        .as_ref()
+        .map_or("stdout".to_string(), |p| p.display().to_string());
+    msg.say(format!(
+        "Dumped {} Django objects from {} tables to {target} ({}) in {:.2}s.",
+        summary.rows,
+        summary.tables,
+        super::human_bytes(summary.bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(super::Outcome::Ok)
+}

@@ -83,9 +83,24 @@ pub struct DumpArgs {
     /// With a directory output, compress each file (`TABLE.json.gz`)
     #[arg(long)]
     pub gzip: bool,
-    /// Indent rows, one column per line (default: one row per line)
+    /// Indent rows, one column per line (default: one row per line); with --format django,
+    /// dumpdata's --indent 2 layout
     #[arg(long)]
     pub pretty: bool,
+    /// Output format: native, or django (what manage.py dumpdata writes; JSON Lines for a
+    /// .jsonl output)
+    #[arg(long, value_enum, default_value_t = DumpFormat::Native)]
+    pub format: DumpFormat,
+    /// Django model of a table whose name is not `app_label_model` (a custom db_table);
+    /// repeatable, also `[django] models` in the config file
+    #[arg(long = "django-model", value_name = "TABLE=APP_LABEL.MODEL", value_parser = dbfixtures::format::django::parse_model_mapping)]
+    pub django_models: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumpFormat {
+    Native,
+    Django,
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,6 +219,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     match args.command {
         Command::Dump(a) => {
             let mut conn = Connection::open(&url, false)?;
+            if a.format == DumpFormat::Django {
+                return django::dump(&mut conn, a, &config, &msg);
+            }
             dump(&mut conn, a, &msg)
         }
         Command::Load(a) => {
@@ -245,6 +263,15 @@ fn stdout_err(e: std::io::Error) -> Error {
     Error::Io {
         path: "<stdout>".into(),
         source: e,
+    }
+}
+
+pub(crate) fn dump_options(a: &DumpArgs) -> DumpOptions {
+    DumpOptions {
+        tables: a.tables.clone(),
+        exclude: a.exclude.clone(),
+        schemas: a.schemas.clone(),
+        pretty: a.pretty,
     }
 }
 

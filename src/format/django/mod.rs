@@ -26,6 +26,7 @@
 //!   files (the owners of replaced m2m links are kept only for through tables that already had
 //!   rows).
 
+pub mod dump;
 pub mod load;
 mod natural;
 mod pg;
