@@ -417,3 +417,50 @@ fn dump_format_django_writes_what_dumpdata_writes_and_loaddata_reads_it() {
         out.stderr
     );
 }
+
+#[test]
+fn every_compression_loaddata_accepts_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, plain) = seeded_dump(dir.path(), "plain.json", &[]);
+    let by_django = migrated_db("compressed_dj");
+    manage_ok(&by_django, &["loaddata", plain.to_str().unwrap()]);
+    // dumpdata writes no zip: make one as loaddata reads it (one file inside).
+    let zipped = dir.path().join("all.json.zip");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        z.start_file("all.json", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, &std::fs::read(&plain).unwrap()).unwrap();
+        z.finish().unwrap();
+    }
+    let check = manage_ok(&by_django, &["loaddata", zipped.to_str().unwrap()]);
+    assert!(check.stdout.contains("Installed"), "{}", check.stdout);
+    let ours = migrated_db("zip");
+    load_ok(
+        &ours,
+        &["load", zipped.to_str().unwrap(), "--django-model", LEGACY],
+    );
+    assert_same_tables(&ours, &by_django);
+    for ext in ["json.bz2", "json.xz", "json.lzma", "jsonl.bz2"] {
+        let p = dir.path().join(format!("all.{ext}"));
+        let mut args = vec![
+            "dumpdata",
+            "shop",
+            "auth",
+            "contenttypes",
+            "-o",
+            p.to_str().unwrap(),
+        ];
+        if ext.starts_with("jsonl") {
+            args.extend(["--format", "jsonl"]);
+        }
+        manage_ok(&src, &args);
+        let ours = migrated_db("compressed");
+        load_ok(
+            &ours,
+            &["load", p.to_str().unwrap(), "--django-model", LEGACY],
+        );
+        assert_eq!(count(&ours, "shop_document"), 2, "{ext}");
+        assert_same_tables(&ours, &by_django);
+    }
+}

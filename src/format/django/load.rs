@@ -106,8 +106,7 @@ struct Source {
 }
 
 fn fixture_name(n: &str) -> bool {
-    let n = n.to_lowercase();
-    let n = n.strip_suffix(".gz").unwrap_or(&n);
+    let n = super::strip_compression(n);
     !n.starts_with('.') && (n.ends_with(".json") || n.ends_with(".jsonl"))
 }
 
@@ -167,6 +166,10 @@ fn source(
     kind: Option<Detected>,
     spool: Option<tempfile::NamedTempFile>,
 ) -> Result<Source> {
+    let (path, spool) = match super::spool_decompressed(&path, &name)? {
+        Some(s) => (s.path().to_path_buf(), Some(s)),
+        None => (path, spool),
+    };
     let kind = match kind {
         Some(k) => k,
         None => detect(&path, &name)?,

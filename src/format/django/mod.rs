@@ -33,7 +33,7 @@ mod pg;
 mod read;
 mod sqlite;
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -132,11 +132,68 @@ pub(crate) fn open_decompressed(path: &Path, name: &str) -> Result<Box<dyn BufRe
     )))
 }
 
+/// Compression extensions loaddata accepts, besides `.gz` (read streaming): these are
+/// decompressed once into a temporary file (see [`spool_decompressed`]).
+pub(crate) const SPOOLED: &[&str] = &[".bz2", ".xz", ".lzma", ".zip"];
+
+/// A name without its compression extension.
+pub(crate) fn strip_compression(name: &str) -> String {
+    let n = name.to_lowercase();
+    for ext in SPOOLED.iter().chain(&[".gz"]) {
+        if let Some(s) = n.strip_suffix(ext) {
+            return s.to_string();
+        }
+    }
+    n
+}
+
 /// The name without its compression extension ends in `.jsonl`.
-fn is_jsonl_name(path: &Path) -> bool {
-    let n = path.to_string_lossy().to_lowercase();
-    let n = n.strip_suffix(".gz").unwrap_or(&n);
-    n.ends_with(".jsonl")
+fn is_jsonl_name(name: &str) -> bool {
+    strip_compression(name).ends_with(".jsonl")
+}
+
+/// Decompresses a `.bz2`, `.xz`, `.lzma` or `.zip` (its one file, as loaddata requires) fixture
+/// into a temporary file; None for other names.
+pub(crate) fn spool_decompressed(
+    path: &Path,
+    name: &str,
+) -> Result<Option<tempfile::NamedTempFile>> {
+    let lower = name.to_lowercase();
+    let Some(ext) = SPOOLED.iter().find(|e| lower.ends_with(*e)) else {
+        return Ok(None);
+    };
+    let io = |e: std::io::Error| Error::io(name, e);
+    let bad = |m: String| Error::Invalid(format!("{name}: {m}"));
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut spool = tempfile::NamedTempFile::new().map_err(io)?;
+    {
+        let mut out = std::io::BufWriter::new(spool.as_file_mut());
+        let mut input = std::io::BufReader::new(f);
+        match *ext {
+            ".bz2" => {
+                std::io::copy(&mut bzip2::read::MultiBzDecoder::new(input), &mut out)
+                    .map_err(io)?;
+            }
+            ".xz" => lzma_rs::xz_decompress(&mut input, &mut out)
+                .map_err(|e| bad(format!("not xz data: {e}")))?,
+            ".lzma" => lzma_rs::lzma_decompress(&mut input, &mut out)
+                .map_err(|e| bad(format!("not lzma data: {e}")))?,
+            _ => {
+                let mut zip = zip::ZipArchive::new(input.into_inner())
+                    .map_err(|e| bad(format!("not a zip archive: {e}")))?;
+                if zip.len() != 1 {
+                    return Err(bad(format!(
+                        "a zipped fixture holds one file, this one holds {}",
+                        zip.len()
+                    )));
+                }
+                let mut entry = zip.by_index(0).map_err(|e| bad(e.to_string()))?;
+                std::io::copy(&mut entry, &mut out).map_err(io)?;
+            }
+        }
+        out.flush().map_err(io)?;
+    }
+    Ok(Some(spool))
 }
 
 /// Decides a file's format from its first bytes: a top-level array is Django's JSON; an object
@@ -152,7 +209,7 @@ pub(crate) fn detect(path: &Path, name: &str) -> Result<Detected> {
             .map_err(|e| Error::io(name, e))?;
         if n == 0 {
             // An empty file: loaddata reads no objects from it; the native reader says why.
-            return Ok(if is_jsonl_name(path) {
+            return Ok(if is_jsonl_name(name) {
                 Detected::DjangoJsonl
             } else {
                 Detected::Native
@@ -165,7 +222,7 @@ pub(crate) fn detect(path: &Path, name: &str) -> Result<Detected> {
         }
         return Ok(match t.as_bytes()[0] {
             b'[' => Detected::DjangoJson,
-            _ if is_jsonl_name(path) => Detected::DjangoJsonl,
+            _ if is_jsonl_name(name) => Detected::DjangoJsonl,
             b'{' if looks_like_django_object(t) => Detected::DjangoJsonl,
             _ => Detected::Native,
         });
