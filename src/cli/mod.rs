@@ -266,6 +266,7 @@ fn stdout_err(e: std::io::Error) -> Error {
     }
 }
 
+/// The dump options of both formats (`--format django` encodes the same rows differently).
 pub(crate) fn dump_options(a: &DumpArgs) -> DumpOptions {
     DumpOptions {
         tables: a.tables.clone(),
@@ -276,12 +277,7 @@ pub(crate) fn dump_options(a: &DumpArgs) -> DumpOptions {
 }
 
 fn dump(conn: &mut Connection, a: DumpArgs, msg: &Messages) -> Result<Outcome> {
-    let opts = DumpOptions {
-        tables: a.tables,
-        exclude: a.exclude,
-        schemas: a.schemas,
-        pretty: a.pretty,
-    };
+    let opts = dump_options(&a);
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
