@@ -200,33 +200,25 @@ pub(crate) fn spool_decompressed(
 /// whose first line is a whole object with a `model` key (or any object in a `.jsonl` file) is
 /// Django's JSON Lines; any other object is the native format.
 pub(crate) fn detect(path: &Path, name: &str) -> Result<Detected> {
-    let mut r = open_decompressed(path, name)?;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = r
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(name, e))?;
-        if n == 0 {
-            // An empty file: loaddata reads no objects from it; the native reader says why.
-            return Ok(if is_jsonl_name(name) {
-                Detected::DjangoJsonl
-            } else {
-                Detected::Native
-            });
-        }
-        let text = String::from_utf8_lossy(&line);
-        let t = text.trim_start_matches('\u{feff}').trim();
-        if t.is_empty() {
-            continue;
-        }
-        return Ok(match t.as_bytes()[0] {
-            b'[' => Detected::DjangoJson,
-            _ if is_jsonl_name(name) => Detected::DjangoJsonl,
-            b'{' if looks_like_django_object(t) => Detected::DjangoJsonl,
-            _ => Detected::Native,
-        });
-    }
+    // Django's dumpdata writes one line for the whole file: look at a bounded prefix only.
+    const PROBE: u64 = 1 << 20;
+    let r = open_decompressed(path, name)?;
+    let mut head = Vec::new();
+    r.take(PROBE)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(name, e))?;
+    let text = String::from_utf8_lossy(&head);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    let first_line = t.lines().next().unwrap_or("");
+    Ok(match t.as_bytes().first() {
+        None if is_jsonl_name(name) => Detected::DjangoJsonl,
+        // An empty file: the native reader says what is wrong with it.
+        None => Detected::Native,
+        Some(b'[') => Detected::DjangoJson,
+        _ if is_jsonl_name(name) => Detected::DjangoJsonl,
+        Some(b'{') if looks_like_django_object(first_line) => Detected::DjangoJsonl,
+        _ => Detected::Native,
+    })
 }
 
 fn looks_like_django_object(line: &str) -> bool {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -30,19 +29,214 @@ pub(crate) fn for_each_object(
     if jsonl {
         return for_each_line(input, name, f);
     }
-    let mut de = serde_json::Deserializer::from_reader(input);
-    let mut failure = None;
-    let mut count = 0;
-    let visitor = ArrayVisitor {
-        f,
-        failure: &mut failure,
-        count: &mut count,
-    };
-    let result = de.deserialize_seq(visitor).and_then(|()| de.end());
-    if let Some(e) = failure {
-        return Err(e);
+    // Each element is cut out of the array as bytes and parsed on its own (as a line of JSON
+    // Lines is): serde's reader-based sequence access is slower and keeps what it read.
+    let mut cut = ElementCutter::new(input);
+    let mut index = 0;
+    let mut buf = Vec::new();
+    loop {
+        let (line, column) = match cut.next(&mut buf) {
+            Ok(Some(at)) => at,
+            Ok(None) => return Ok(()),
+            Err(CutError::Io(e)) => return Err(Error::io(name, e)),
+            Err(CutError::Syntax {
+                line,
+                column,
+                message,
+            }) => {
+                return Err(Error::DjangoObject {
+                    location: Box::new(DjangoLocation {
+                        file: name.to_string(),
+                        line: Some(line),
+                        column: Some(column),
+                        object: Some(index),
+                        ..Default::default()
+                    }),
+                    message: format!("not a Django fixture: {message}"),
+                })
+            }
+        };
+        let obj: Object = serde_json::from_slice(&buf).map_err(|e| {
+            let mut err = syntax_error(name, &e, index);
+            if let Error::DjangoObject { location, .. } = &mut err {
+                location.line = Some(line + e.line().saturating_sub(1));
+                // serde counts within the element; on its first line, add where it starts.
+                location.column = Some(if e.line() <= 1 {
+                    column + e.column().saturating_sub(1)
+                } else {
+                    e.column()
+                });
+            }
+            err
+        })?;
+        f(index, obj)?;
+        index += 1;
     }
-    result.map_err(|e| syntax_error(name, &e, count))
+}
+
+enum CutError {
+    Io(std::io::Error),
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Cuts the elements of a top-level JSON array out of a stream, one at a time.
+struct ElementCutter {
+    input: Box<dyn BufRead>,
+    line: usize,
+    column: usize,
+    started: bool,
+    done: bool,
+}
+
+impl ElementCutter {
+    fn new(input: Box<dyn BufRead>) -> Self {
+        ElementCutter {
+            input,
+            line: 1,
+            column: 1,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn syntax(&self, message: impl Into<String>) -> CutError {
+        CutError::Syntax {
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }
+    }
+
+    /// The next byte that is not whitespace (or a BOM at the start), not consumed.
+    fn peek_token(&mut self) -> Result<Option<u8>, CutError> {
+        loop {
+            let buf = self.input.fill_buf().map_err(CutError::Io)?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let mut used = 0;
+            for &c in buf {
+                match c {
+                    b'\n' => {
+                        self.line += 1;
+                        self.column = 1;
+                    }
+                    b' ' | b'\t' | b'\r' => self.column += 1,
+                    0xEF | 0xBB | 0xBF if !self.started && self.line == 1 => {}
+                    _ => {
+                        self.input.consume(used);
+                        return Ok(Some(c));
+                    }
+                }
+                used += 1;
+            }
+            self.input.consume(used);
+        }
+    }
+
+    fn take(&mut self) {
+        self.input.consume(1);
+        self.column += 1;
+    }
+
+    /// Copies the next element into `out`; its starting line and column, or None after the
+    /// closing `]`.
+    fn next(&mut self, out: &mut Vec<u8>) -> Result<Option<(usize, usize)>, CutError> {
+        if self.done {
+            return Ok(None);
+        }
+        if !self.started {
+            match self.peek_token()? {
+                Some(b'[') => self.take(),
+                Some(_) => return Err(self.syntax("expected a JSON array of objects")),
+                None => return Err(self.syntax("empty file: expected a JSON array")),
+            }
+            self.started = true;
+            if self.peek_token()? == Some(b']') {
+                self.take();
+                return self.finish();
+            }
+        } else {
+            match self.peek_token()? {
+                Some(b',') => self.take(),
+                Some(b']') => {
+                    self.take();
+                    return self.finish();
+                }
+                Some(_) => return Err(self.syntax("expected `,` or `]` after an object")),
+                None => return Err(self.syntax("unexpected end of file: missing `]`")),
+            }
+        }
+        match self.peek_token()? {
+            Some(b'{') => {}
+            Some(_) => return Err(self.syntax("expected an object")),
+            None => return Err(self.syntax("unexpected end of file: missing `]`")),
+        }
+        let start = (self.line, self.column);
+        out.clear();
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        loop {
+            let buf = self.input.fill_buf().map_err(CutError::Io)?;
+            if buf.is_empty() {
+                return Err(self.syntax("unexpected end of file inside an object"));
+            }
+            let mut end = None;
+            for (i, &c) in buf.iter().enumerate() {
+                if c == b'\n' {
+                    self.line += 1;
+                    self.column = 1;
+                } else if c & 0xC0 != 0x80 {
+                    self.column += 1;
+                }
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if c == b'\\' {
+                        escaped = true;
+                    } else if c == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match c {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            match end {
+                Some(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    self.input.consume(n);
+                    return Ok(Some(start));
+                }
+                None => {
+                    let n = buf.len();
+                    out.extend_from_slice(buf);
+                    self.input.consume(n);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<Option<(usize, usize)>, CutError> {
+        self.done = true;
+        match self.peek_token()? {
+            None => Ok(None),
+            Some(_) => Err(self.syntax("trailing characters after the array")),
+        }
+    }
 }
 
 fn syntax_error(name: &str, e: &serde_json::Error, index: usize) -> Error {
@@ -99,31 +293,6 @@ fn for_each_line(
     }
 }
 
-struct ArrayVisitor<'a> {
-    f: &'a mut dyn FnMut(usize, Object) -> Result<()>,
-    failure: &'a mut Option<Error>,
-    count: &'a mut usize,
-}
-
-impl<'de> Visitor<'de> for ArrayVisitor<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of Django objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while let Some(obj) = seq.next_element::<Object>()? {
-            if let Err(e) = (self.f)(*self.count, obj) {
-                *self.failure = Some(e);
-                return Err(serde::de::Error::custom("stopped"));
-            }
-            *self.count += 1;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +344,27 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("f.json:2:"), "{e}");
+        assert!(e.starts_with("f.json:2:12,"), "{e}");
+        for (text, want) in [
+            (r#"[{"model": "a.b"} {"#, "expected `,` or `]`"),
+            (r#"{"a": 1}"#, "expected a JSON array"),
+            (
+                r#"[{"model": "a.b", "x": "}""#,
+                "end of file inside an object",
+            ),
+            ("[] x", "trailing characters"),
+            ("[1]", "expected an object"),
+        ] {
+            let e = read(text, false).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        // Braces inside strings and escaped quotes do not end an object.
+        let ok = read(
+            r#"[{"model": "a.b", "fields": {"s": "}\"{]"}}, {"model": "a.c"}]"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
         assert!(e.contains("object 1"), "{e}");
         let e = read("{\"fields\": {}}\n", true).unwrap_err().to_string();
         assert!(e.contains("model"), "{e}");
