@@ -166,6 +166,15 @@ fn source(
     kind: Option<Detected>,
     spool: Option<tempfile::NamedTempFile>,
 ) -> Result<Source> {
+    if !path.exists() {
+        // The native loader reports a missing path (as it always has).
+        return Ok(Source {
+            name,
+            path,
+            kind: Detected::Native,
+            _spool: spool,
+        });
+    }
     let (path, spool) = match super::spool_decompressed(&path, &name)? {
         Some(s) => (s.path().to_path_buf(), Some(s)),
         None => (path, spool),

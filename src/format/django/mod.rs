@@ -214,7 +214,16 @@ pub(crate) fn detect(path: &Path, name: &str) -> Result<Detected> {
         None if is_jsonl_name(name) => Detected::DjangoJsonl,
         // An empty file: the native reader says what is wrong with it.
         None => Detected::Native,
-        Some(b'[') => Detected::DjangoJson,
+        // An array of objects (or an empty one); any other array is no fixture of either
+        // format, and the native reader's message says so.
+        Some(b'[')
+            if matches!(
+                t[1..].trim_start().as_bytes().first(),
+                Some(b'{' | b']') | None
+            ) =>
+        {
+            Detected::DjangoJson
+        }
         _ if is_jsonl_name(name) => Detected::DjangoJsonl,
         Some(b'{') if looks_like_django_object(first_line) => Detected::DjangoJsonl,
         _ => Detected::Native,
@@ -254,6 +263,7 @@ mod tests {
         };
         check("a.json", "\n [{\"model\": \"a.b\"}]", Detected::DjangoJson);
         check("b.json", "[]", Detected::DjangoJson);
+        check("b2.json", "[1, 2]", Detected::Native);
         check("c.json", "{\"t\": [{\"id\": 1}]}", Detected::Native);
         check(
             "d.json",
