@@ -804,10 +804,12 @@ fn delete_links(conn: &mut Connection, catalog: &Catalog, links: &Links) -> Resu
     let (owner, target) = (col(&links.owner), col(&links.target));
     for batch in owners.chunks(10_000) {
         let ids = format!("[{}]", batch.join(","));
-        match conn.backend() {
-            Backend::Postgres => super::pg::delete_links(conn, table, owner, target, &ids)?,
-            Backend::Sqlite => super::sqlite::delete_links(conn, table, owner, target, &ids)?,
-        }
+        let sql = match conn.backend() {
+            Backend::Postgres => super::pg::delete_links(table, owner, target),
+            Backend::Sqlite => super::sqlite::delete_links(table, owner, target),
+        };
+        let what = format!("replacing the links in {}", table.key);
+        super::bound::execute(conn, &sql, &ids, &what)?;
     }
     Ok(())
 }

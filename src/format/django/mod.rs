@@ -274,3 +274,44 @@ mod tests {
         check("f.json", "{\"model\": [{\"id\": 1}]}", Detected::Native);
     }
 }
+
+/// Running the backends' statements with their one bound text (never spliced into SQL).
+pub(crate) mod bound {
+    use diesel::sql_types::{Nullable, Text};
+    use diesel::RunQueryDsl;
+
+    use crate::backend::Connection;
+    use crate::error::{describe_diesel, Error, Result};
+
+    #[derive(diesel::QueryableByName)]
+    struct JsonText {
+        #[diesel(sql_type = Nullable<Text>)]
+        j: Option<String>,
+    }
+
+    /// Runs `sql` with `value` bound to its one parameter.
+    pub(crate) fn execute(conn: &mut Connection, sql: &str, value: &str, what: &str) -> Result<()> {
+        let q = diesel::sql_query(sql).bind::<Text, _>(value);
+        match conn {
+            Connection::Pg(c) => q.execute(c).map(|_| ()),
+            Connection::Sqlite(c) => q.execute(c).map(|_| ()),
+        }
+        .map_err(|e| Error::db(what, describe_diesel(&e)))
+    }
+
+    /// The `j` column of the first row of `sql` with `value` bound, None without a row.
+    pub(crate) fn query(
+        conn: &mut Connection,
+        sql: &str,
+        value: &str,
+        what: &str,
+    ) -> Result<Option<String>> {
+        let q = diesel::sql_query(sql).bind::<Text, _>(value);
+        let rows: Vec<JsonText> = match conn {
+            Connection::Pg(c) => q.load(c),
+            Connection::Sqlite(c) => q.load(c),
+        }
+        .map_err(|e| Error::db(what, describe_diesel(&e)))?;
+        Ok(rows.into_iter().next().and_then(|r| r.j))
+    }
+}

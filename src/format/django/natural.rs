@@ -311,8 +311,10 @@ fn lookup(
         .map(|c| table.columns[c].name.as_str())
         .collect();
     let keys = serde_json::to_string(key).expect("strings serialize");
-    match conn.backend() {
-        Backend::Postgres => super::pg::lookup(conn, table, select, &cols, &keys),
-        Backend::Sqlite => super::sqlite::lookup(conn, table, select, &cols, &keys),
-    }
+    let sql = match conn.backend() {
+        Backend::Postgres => super::pg::lookup(table, select, &cols),
+        Backend::Sqlite => super::sqlite::lookup(table, select, &cols),
+    };
+    let what = format!("looking up a natural key in {}", table.key);
+    super::bound::query(conn, &sql, &keys, &what)
 }

@@ -1,23 +1,12 @@
-//! PostgreSQL SQL of the Django format.
+//! PostgreSQL SQL of the Django format (run by [`super::bound`] with one bound text).
 
-use diesel::sql_types::Text;
-use diesel::RunQueryDsl;
-
-use crate::backend::Connection;
 use crate::catalog::{quote_ident, Column, Table};
-use crate::error::{describe_diesel, Error, Result};
 
-/// Deletes the through-table rows of the owners in `links` (a JSON array of
-/// `[owner, [target, ...]]`, bound) whose target is not listed. Values are compared in the
-/// columns' own types, so the indexes serve the delete.
-pub(super) fn delete_links(
-    conn: &mut Connection,
-    table: &Table,
-    owner: &Column,
-    target: &Column,
-    links: &str,
-) -> Result<()> {
-    let sql = format!(
+/// Deletes the through-table rows of the owners in `$1` (a JSON array of
+/// `[owner, [target, ...]]`) whose target is not listed. Values are compared in the columns' own
+/// types, so the indexes serve the delete.
+pub(super) fn delete_links(table: &Table, owner: &Column, target: &Column) -> String {
+    format!(
         "DELETE FROM {t} AS l USING (SELECT (e #>> '{{0}}')::{ot} AS o, e -> 1 AS ts \
          FROM json_array_elements($1::json) AS e) AS s \
          WHERE l.{o} = s.o AND l.{g} NOT IN \
@@ -27,55 +16,21 @@ pub(super) fn delete_links(
         g = quote_ident(&target.name),
         ot = owner.type_name,
         gt = target.type_name,
-    );
-    let pg = conn.as_pg().expect("a PostgreSQL connection");
-    diesel::sql_query(&sql)
-        .bind::<Text, _>(links)
-        .execute(pg)
-        .map_err(|e| {
-            Error::db(
-                format!("replacing the links in {}", table.key),
-                describe_diesel(&e),
-            )
-        })?;
-    Ok(())
+    )
 }
 
-#[derive(diesel::QueryableByName)]
-struct JsonText {
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    j: Option<String>,
-}
-
-/// The JSON value of column `select` in the row of `table` whose `columns` have the text forms
-/// in `keys` (a JSON array of strings, bound).
-pub(super) fn lookup(
-    conn: &mut Connection,
-    table: &Table,
-    select: &str,
-    columns: &[&str],
-    keys: &str,
-) -> Result<Option<String>> {
+/// The JSON value (`j`) of column `select` in the row whose `columns` have the text forms in `$1`
+/// (a JSON array of strings).
+pub(super) fn lookup(table: &Table, select: &str, columns: &[&str]) -> String {
     let cond: Vec<String> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| format!("t.{}::text = ($1::json ->> {i})", quote_ident(c)))
         .collect();
-    let sql = format!(
+    format!(
         "SELECT to_json(t.{})::text AS j FROM {} AS t WHERE {} LIMIT 1",
         quote_ident(select),
         table.name.sql(),
         cond.join(" AND ")
-    );
-    let pg = conn.as_pg().expect("a PostgreSQL connection");
-    let rows: Vec<JsonText> = diesel::sql_query(&sql)
-        .bind::<Text, _>(keys)
-        .load(pg)
-        .map_err(|e| {
-            Error::db(
-                format!("looking up a natural key in {}", table.key),
-                describe_diesel(&e),
-            )
-        })?;
-    Ok(rows.into_iter().next().and_then(|r| r.j))
+    )
 }
