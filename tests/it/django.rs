@@ -464,3 +464,70 @@ fn every_compression_loaddata_accepts_loads() {
         assert_same_tables(&ours, &by_django);
     }
 }
+
+/// The same translation on SQLite (no Django there: its schema written as Django creates it).
+#[test]
+fn sqlite_loads_django_fixtures_with_links_and_natural_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.sqlite3");
+    let url = format!("sqlite://{}", path.display());
+    let mut conn =
+        dbfixtures::Connection::open(&dbfixtures::DatabaseUrl::Sqlite(path.clone()), true).unwrap();
+    conn.execute(
+        "CREATE TABLE django_content_type (id integer PRIMARY KEY AUTOINCREMENT, \
+           app_label varchar(100) NOT NULL, model varchar(100) NOT NULL, UNIQUE (app_label, model)); \
+         CREATE TABLE shop_tag (id integer PRIMARY KEY AUTOINCREMENT, name varchar(50) NOT NULL UNIQUE); \
+         CREATE TABLE shop_post (id integer PRIMARY KEY AUTOINCREMENT, title text NOT NULL, \
+           kind_id integer NULL REFERENCES django_content_type (id) DEFERRABLE INITIALLY DEFERRED); \
+         CREATE TABLE shop_post_tags (id integer PRIMARY KEY AUTOINCREMENT, \
+           post_id integer NOT NULL REFERENCES shop_post (id) DEFERRABLE INITIALLY DEFERRED, \
+           tag_id integer NOT NULL REFERENCES shop_tag (id) DEFERRABLE INITIALLY DEFERRED, \
+           UNIQUE (post_id, tag_id)); \
+         INSERT INTO django_content_type (app_label, model) VALUES ('shop', 'post');",
+    )
+    .unwrap();
+    let fixture = dir.path().join("f.json");
+    let write = |tags: &str| {
+        std::fs::write(
+            &fixture,
+            format!(
+                r#"[{{"model": "shop.tag", "fields": {{"name": "red"}}}},
+                    {{"model": "shop.tag", "fields": {{"name": "blue"}}}},
+                    {{"model": "shop.post", "pk": 1, "fields": {{"title": "a", "kind": ["shop", "post"], "tags": {tags}}}}}]"#
+            ),
+        )
+        .unwrap();
+    };
+    let load = || {
+        let out = crate::support::Out::from(
+            crate::support::cmd()
+                .args(["load", fixture.to_str().unwrap(), "--database-url", &url])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stderr
+    };
+    let links = |conn: &mut dbfixtures::Connection| -> String {
+        conn.query_json(
+            "SELECT json_group_array(tag_id) AS j FROM (SELECT tag_id FROM shop_post_tags ORDER BY tag_id)",
+        )
+        .map(|v: serde_json::Value| v.to_string())
+        .unwrap()
+    };
+    write(r#"[["red"], ["blue"]]"#);
+    load();
+    assert_eq!(links(&mut conn), "[1,2]");
+    let kind: serde_json::Value = conn
+        .query_json("SELECT kind_id AS j FROM shop_post")
+        .unwrap();
+    assert_eq!(kind, serde_json::json!(1));
+    // Tags matched by their natural key again (no new rows); the post's links replaced.
+    write(r#"[["blue"]]"#);
+    let again = load();
+    assert_eq!(links(&mut conn), "[2]");
+    let tags: i64 = conn
+        .query_json("SELECT count(*) AS j FROM shop_tag")
+        .unwrap();
+    assert_eq!(tags, 2, "{again}");
+}
