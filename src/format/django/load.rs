@@ -421,25 +421,33 @@ impl<'c> Translator<'c> {
         input: usize,
         file: &str,
         index: usize,
-        obj: Object,
+        obj: Object<'_>,
     ) -> Result<()> {
-        let label = obj.model.to_lowercase();
-        let pk_text = obj.pk.as_deref().map(RawValue::get);
+        let label: std::borrow::Cow<'_, str> = if obj.model.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            obj.model.to_lowercase().into()
+        } else {
+            obj.model.as_ref().into()
+        };
+        let label = label.as_ref();
+        let pk_text = obj.pk.map(RawValue::get);
         let at = At {
             input,
             file,
             index,
-            model: &label,
+            model: label,
             pk: pk_text,
         };
-        let Some(model) = self.model(&label, &at)? else {
+        let Some(model) = self.model(label, &at)? else {
             return Ok(());
         };
         let t = model.table;
         let pk_col = model.pk.clone();
         let mut fields: Vec<(&str, &RawValue, Field)> = Vec::with_capacity(obj.fields.len());
         for (name, value) in &obj.fields {
-            let known = self.models[&label]
+            let name: &str = name;
+            let value: &RawValue = value;
+            let known = self.models[label]
                 .as_ref()
                 .and_then(|m| m.fields.get(name))
                 .cloned();
@@ -447,8 +455,8 @@ impl<'c> Translator<'c> {
                 Some(f) => f,
                 None => {
                     let f = self.resolve_field(t, name, &at)?;
-                    if let Some(m) = self.models.get_mut(&label).and_then(Option::as_mut) {
-                        m.fields.insert(name.clone(), f.clone());
+                    if let Some(m) = self.models.get_mut(label).and_then(Option::as_mut) {
+                        m.fields.insert(name.to_string(), f.clone());
                     }
                     f
                 }

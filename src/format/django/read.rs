@@ -1,7 +1,7 @@
 //! Streaming reader of Django objects: a JSON array read element by element (serde's sequence
 //! access on a reader, so the whole array is never in memory), or JSON Lines read line by line.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use serde::Deserialize;
@@ -9,14 +9,45 @@ use serde_json::value::RawValue;
 
 use crate::error::{DjangoLocation, Error, Result};
 
-/// One object of a Django fixture, values kept as raw JSON.
+/// One object of a Django fixture, borrowed from its bytes, values kept as raw JSON.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Object {
-    pub model: String,
-    #[serde(default)]
-    pub pk: Option<Box<RawValue>>,
-    #[serde(default)]
-    pub fields: BTreeMap<String, Box<RawValue>>,
+pub(crate) struct Object<'a> {
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub pk: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "pairs")]
+    pub fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// A JSON object as (key, raw value) pairs in file order; a key given twice is an error.
+fn pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<(Cow<'de, str>, &'de RawValue)>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of fields")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out: Self::Value = Vec::new();
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if out.iter().any(|(k2, _)| *k2 == k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "field \"{k}\" appears twice"
+                    )));
+                }
+                let v: &'de RawValue = map.next_value()?;
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }
 
 /// Calls `f(index, object)` for every object of `input`, in file order.
@@ -24,7 +55,7 @@ pub(crate) fn for_each_object(
     input: Box<dyn BufRead>,
     name: &str,
     jsonl: bool,
-    f: &mut dyn FnMut(usize, Object) -> Result<()>,
+    f: &mut dyn FnMut(usize, Object<'_>) -> Result<()>,
 ) -> Result<()> {
     if jsonl {
         return for_each_line(input, name, f);
@@ -263,7 +294,7 @@ fn syntax_error(name: &str, e: &serde_json::Error, index: usize) -> Error {
 fn for_each_line(
     mut input: Box<dyn BufRead>,
     name: &str,
-    f: &mut dyn FnMut(usize, Object) -> Result<()>,
+    f: &mut dyn FnMut(usize, Object<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut line = Vec::new();
     let mut index = 0;
@@ -309,9 +340,9 @@ mod tests {
             &mut |i, o| {
                 out.push((
                     i,
-                    o.model,
+                    o.model.into_owned(),
                     o.pk.map(|p| p.get().to_string()),
-                    o.fields.keys().cloned().collect(),
+                    o.fields.iter().map(|(k, _)| k.to_string()).collect(),
                 ));
                 Ok(())
             },
