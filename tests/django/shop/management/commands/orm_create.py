@@ -7,8 +7,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from shop.models import (Author, Club, Country, Document, Legacy, Membership, Note, PizzaPlace,
-                         Place, Profile, Restaurant, Tag)
+from shop.models import (Author, BigPlace, Club, Country, Document, Legacy, Membership, Note,
+                         PizzaPlace, Place, Profile, Restaurant, Tag)
 
 
 class Command(BaseCommand):
@@ -31,6 +31,7 @@ class Command(BaseCommand):
             Place.objects.create(name="p")
             Restaurant.objects.create(name="r")
             PizzaPlace.objects.create(name="pp")
+            BigPlace.objects.create(name="proxy")
             Legacy.objects.create(code="n")
             Note.objects.create(content_type=ContentType.objects.get_for_model(Tag),
                                 object_id=str(tag.pk), text="n")
