@@ -175,6 +175,24 @@ fn errors_name_file_object_model_pk_and_field_and_change_nothing() {
         out.stderr
     );
 
+    // A reference to a row that does not exist: found when the deferred constraints are
+    // checked, still named by its object.
+    let f = write(
+        "bad_reference.json",
+        &format!(
+            r#"[{good}, {{"model": "shop.author", "pk": 8, "fields": {{"email": "c@d", "name": "n", "country": "XX"}}}}]"#
+        ),
+    );
+    let out = dbf(&db, &["load", &f]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{f}, object 2 (shop.author pk=8), field country: "
+        )) && out.stderr.contains("(country_id)=(XX)"),
+        "{}",
+        out.stderr
+    );
+
     // A field the model does not have.
     let f = write(
         "bad_field.json",

@@ -215,6 +215,8 @@ struct Model {
 
 /// The rows of one table being written as a native fixture, with where each came from.
 struct TableOut {
+    /// The table's own name (as the database's messages say it).
+    table: String,
     path: PathBuf,
     out: BufWriter<File>,
     rows: u64,
@@ -670,6 +672,7 @@ impl<'c> Translator<'c> {
             self.outs.insert(
                 t,
                 TableOut {
+                    table: self.catalog.tables[t].name.name.clone(),
                     path,
                     out,
                     rows: 0,
@@ -825,6 +828,9 @@ fn delete_links(conn: &mut Connection, catalog: &Catalog, links: &Links) -> Resu
 impl Translated {
     /// Rewrites an error located in a translated file to the Django object it came from.
     fn map_error(&self, e: Error, sources: &[Source]) -> Error {
+        if let Error::Database { message, .. } = &e {
+            return self.locate_violation(message, sources).unwrap_or(e);
+        }
         let Error::Fixture { location, message } = &e else {
             return e;
         };
@@ -873,6 +879,60 @@ impl Translated {
                 None => format!("{message} (table {table})"),
             },
         }
+    }
+}
+
+impl Translated {
+    /// A foreign-key violation found when the deferred constraints were checked (PostgreSQL:
+    /// `insert or update on table "t" violates foreign key constraint "c" (Key (col)=(v) is not
+    /// present ...)`): the first translated row of `t` with that value, as a Django object.
+    fn locate_violation(&self, message: &str, sources: &[Source]) -> Option<Error> {
+        let rest = message.split("insert or update on table \"").nth(1)?;
+        let table = &rest[..rest.find('"')?];
+        let key = message.split("Key (").nth(1)?;
+        let (col, rest) = key.split_once(")=(")?;
+        let value = &rest[..rest.find(") is not present")?];
+        if col.contains(',') {
+            return None;
+        }
+        let out = self.outs.iter().find(|o| o.table == table)?;
+        let f = File::open(&out.path).ok()?;
+        let mut r = crate::format::reader::FixtureReader::new(BufReader::new(f));
+        r.next_table().ok()??;
+        let mut row = crate::format::reader::RawRow::default();
+        let mut index = 0;
+        while r.next_row_into(&mut row).ok()? {
+            let fields = row.fields().ok()?;
+            if fields
+                .iter()
+                .any(|(n, v)| n == col && natural::key_text(v.get()) == value)
+            {
+                let origin = origin_line(&out.origin_path, index)?;
+                let parts: Vec<&str> = origin.splitn(5, '\t').collect();
+                let [input, object, model, pk, field] = parts[..] else {
+                    return None;
+                };
+                let field = if field.is_empty() {
+                    col.strip_suffix("_id").unwrap_or(col).to_string()
+                } else {
+                    field.to_string()
+                };
+                return Some(Error::DjangoObject {
+                    location: Box::new(DjangoLocation {
+                        file: sources.get(input.parse::<usize>().ok()?)?.name.clone(),
+                        line: None,
+                        column: None,
+                        object: object.parse().ok(),
+                        model: Some(model.to_string()),
+                        pk: (!pk.is_empty()).then(|| pk.to_string()),
+                        field: Some(field),
+                    }),
+                    message: message.to_string(),
+                });
+            }
+            index += 1;
+        }
+        None
     }
 }
 
