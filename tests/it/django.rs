@@ -151,81 +151,54 @@ fn many_to_many_lists_replace_links_as_loaddata_does() {
 fn errors_name_file_object_model_pk_and_field_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = migrated_db("errors");
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    };
     let good = r#"{"model": "shop.country", "pk": "FR", "fields": {"name": "France"}},
         {"model": "shop.tag", "pk": 1, "fields": {"name": "red"}}"#;
-
+    // Loads `[good, last]` from `name`, which must fail naming what `want` says (with `{f}` for
+    // the file's path).
+    let fails = |name: &str, last: &str, want: &[&str]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("[{good}, {last}]")).unwrap();
+        let f = p.to_str().unwrap();
+        let out = dbf(&db, &["load", f]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        for w in want {
+            let w = w.replace("{f}", f);
+            assert!(out.stderr.contains(&w), "expected {w:?} in {}", out.stderr);
+        }
+    };
     // A value the database rejects: located back in the Django file.
-    let f = write(
+    fails(
         "bad_value.json",
-        &format!(
-            r#"[{good}, {{"model": "shop.author", "pk": 7, "fields": {{"email": "a@b", "name": "n", "country": "FR", "mentor": "seven"}}}}]"#
-        ),
+        r#"{"model": "shop.author", "pk": 7, "fields": {"email": "a@b", "name": "n", "country": "FR", "mentor": "seven"}}"#,
+        &["{f}, object 2 (shop.author pk=7), field mentor"],
     );
-    let out = dbf(&db, &["load", &f]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains(&format!("{f}, object 2 (shop.author pk=7), field mentor")),
-        "{}",
-        out.stderr
-    );
-
     // A reference to a row that does not exist: found when the deferred constraints are
     // checked, still named by its object.
-    let f = write(
+    fails(
         "bad_reference.json",
-        &format!(
-            r#"[{good}, {{"model": "shop.author", "pk": 8, "fields": {{"email": "c@d", "name": "n", "country": "XX"}}}}]"#
-        ),
+        r#"{"model": "shop.author", "pk": 8, "fields": {"email": "c@d", "name": "n", "country": "XX"}}"#,
+        &[
+            "{f}, object 2 (shop.author pk=8), field country: ",
+            "(country_id)=(XX)",
+        ],
     );
-    let out = dbf(&db, &["load", &f]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!(
-            "{f}, object 2 (shop.author pk=8), field country: "
-        )) && out.stderr.contains("(country_id)=(XX)"),
-        "{}",
-        out.stderr
-    );
-
     // A field the model does not have.
-    let f = write(
+    fails(
         "bad_field.json",
-        &format!(r#"[{good}, {{"model": "shop.tag", "pk": 2, "fields": {{"nmae": "x"}}}}]"#),
+        r#"{"model": "shop.tag", "pk": 2, "fields": {"nmae": "x"}}"#,
+        &["{f}, object 2 (shop.tag pk=2), field nmae"],
     );
-    let out = dbf(&db, &["load", &f]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr
-            .contains(&format!("{f}, object 2 (shop.tag pk=2), field nmae")),
-        "{}",
-        out.stderr
-    );
-
     // A model without a table: names the flag that fixes it.
-    let f = write(
+    fails(
         "bad_model.json",
-        &format!(r#"[{good}, {{"model": "shop.legacy", "pk": 1, "fields": {{"code": "x"}}}}]"#),
+        r#"{"model": "shop.legacy", "pk": 1, "fields": {"code": "x"}}"#,
+        &[
+            "object 2 (shop.legacy pk=1)",
+            "--django-model TABLE=shop.legacy",
+        ],
     );
-    let out = dbf(&db, &["load", &f]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("object 2 (shop.legacy pk=1)")
-            && out.stderr.contains("--django-model TABLE=shop.legacy"),
-        "{}",
-        out.stderr
-    );
-
     // Broken JSON: the position.
-    let f = write("bad_json.json", &format!("[{good},\n {{\"model\": ]"));
-    let out = dbf(&db, &["load", &f]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains(&format!("{f}:3:")), "{}", out.stderr);
+    fails("bad_json.json", "\n {\"model\": ", &["{f}:3:"]);
 
     // Nothing of the good objects landed.
     assert_eq!(count(&db, "shop_country"), 0);
