@@ -522,3 +522,33 @@ fn sqlite_loads_django_fixtures_with_links_and_natural_keys() {
         .unwrap();
     assert_eq!(tags, 2, "{again}");
 }
+
+#[test]
+fn migrate_runs_before_a_django_fixture_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo_test.sqlite3");
+    let fixture = dir.path().join("users.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "demo.user", "pk": 5, "fields": {"email": "e@x", "full_name": "E", "is_admin": true}}]"#,
+    )
+    .unwrap();
+    let out = crate::support::Out::from(
+        crate::support::cmd()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["load", "--migrate", "--django-model", "users=demo.user"])
+            .arg(&fixture)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", db.display()))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("applied migration"), "{}", out.stderr);
+    let mut conn =
+        dbfixtures::Connection::open(&dbfixtures::DatabaseUrl::Sqlite(db), false).unwrap();
+    let email: String = conn
+        .query_json("SELECT json_quote(email) AS j FROM users WHERE id = 5")
+        .unwrap();
+    assert_eq!(email, "e@x");
+}

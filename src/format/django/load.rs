@@ -39,6 +39,16 @@ pub fn load_paths(
     }
     let mut dry_report = None;
     let result = conn.transaction(TxMode::ReadWrite, |conn| {
+        // Migrations first: the translation needs the tables they create.
+        let migrations = if opts.migrate {
+            crate::migrate::run_pending(conn)?
+        } else {
+            Vec::new()
+        };
+        let opts = &LoadOptions {
+            migrate: false,
+            ..opts.clone()
+        };
         let catalog = Catalog::read(conn)?;
         let mut native: Vec<PathBuf> = Vec::new();
         let mut record = Vec::new();
@@ -61,6 +71,7 @@ pub fn load_paths(
         let mut report = crate::load::load_paths(conn, &native, opts, progress)
             .map_err(|e| translated.map_error(e, &sources))?;
         report.files = sources.len();
+        report.migrations = migrations;
         if report.dry_run {
             dry_report = Some(report);
             return Err(Error::Invalid("dry run".into()));
