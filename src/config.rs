@@ -118,9 +118,19 @@ pub struct MaskSection {
 // ---- [django] (owned by `format::django`) -----------------------------------------------------
 
 /// `[django]`: Django model names for tables (see `format::django`).
+///
+/// ```toml
+/// [django]
+/// models = { legacy_things = "shop.legacy" }   # TABLE = "app_label.model"
+/// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct DjangoSection {}
+pub struct DjangoSection {
+    /// Table → `app_label.model`, for models with a custom `db_table` (`--django-model` adds to
+    /// and overrides these).
+    #[serde(default)]
+    pub models: std::collections::BTreeMap<String, String>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -133,6 +133,50 @@ pub enum Error {
     /// the server rolls the open transaction back, so nothing of the run is committed.
     #[error("lost the connection to the server while {during}: {message}; nothing was committed")]
     ConnectionLost { during: String, message: String },
+
+    /// A problem with one object of a Django fixture (`format::django`).
+    #[error("{location}: {message}")]
+    DjangoObject {
+        location: Box<DjangoLocation>,
+        message: String,
+    },
+}
+
+/// Where in a Django fixture: the file, the object's index (0-based) in it, its model and pk, and
+/// the field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DjangoLocation {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub object: Option<usize>,
+    pub model: Option<String>,
+    pub pk: Option<String>,
+    pub field: Option<String>,
+}
+
+impl fmt::Display for DjangoLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if let Some(i) = self.object {
+            write!(f, ", object {i}")?;
+        }
+        match (&self.model, &self.pk) {
+            (Some(m), Some(pk)) => write!(f, " ({m} pk={pk})")?,
+            (Some(m), None) => write!(f, " ({m})")?,
+            _ => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field {field}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {

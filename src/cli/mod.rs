@@ -5,6 +5,7 @@
 //! `--quiet` silences messages, never errors.
 
 mod defer;
+mod django;
 mod mask;
 mod signals;
 mod subset;
@@ -95,7 +96,8 @@ pub struct DumpArgs {
     /// With a directory output, compress each file (`TABLE.json.gz`)
     #[arg(long)]
     pub gzip: bool,
-    /// Indent rows, one column per line (default: one row per line)
+    /// Indent rows, one column per line (default: one row per line); with --format django,
+    /// dumpdata's --indent 2 layout
     #[arg(long)]
     pub pretty: bool,
     #[command(flatten)]
@@ -121,6 +123,20 @@ pub struct DumpArgs {
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
+    /// Output format: native, or django (what manage.py dumpdata writes; JSON Lines for a
+    /// .jsonl output)
+    #[arg(long, value_enum, default_value_t = DumpFormat::Native)]
+    pub format: DumpFormat,
+    /// Django model of a table whose name is not `app_label_model` (a custom db_table);
+    /// repeatable, also `[django] models` in the config file
+    #[arg(long = "django-model", value_name = "TABLE=APP_LABEL.MODEL", value_parser = dbfixtures::format::django::parse_model_mapping)]
+    pub django_models: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumpFormat {
+    Native,
+    Django,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +167,27 @@ pub struct LoadArgs {
     /// Say which constraints were built after the data, and which tables were loaded row by row
     #[arg(long, short)]
     pub verbose: bool,
+    /// Fixture format: auto (decided per file from its content), django (manage.py dumpdata
+    /// output, JSON or JSON Lines) or native
+    #[arg(long, value_enum, default_value_t = FixtureFormat::Auto)]
+    pub format: FixtureFormat,
+    /// Django model of a table whose name is not `app_label_model` (a custom db_table);
+    /// repeatable, also `[django] models` in the config file
+    #[arg(long = "django-model", value_name = "TABLE=APP_LABEL.MODEL", value_parser = dbfixtures::format::django::parse_model_mapping)]
+    pub django_models: Vec<(String, String)>,
+    /// Django fixtures: skip objects of this app or app_label.Model (repeatable, as loaddata's)
+    #[arg(long, short = 'e', value_name = "APP_LABEL[.MODEL]")]
+    pub exclude: Vec<String>,
+    /// Django fixtures: skip fields and models that do not exist in the database (as loaddata's)
+    #[arg(long, short = 'i')]
+    pub ignorenonexistent: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FixtureFormat {
+    Auto,
+    Django,
+    Native,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -242,7 +279,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         Command::Dump(a) => {
             let mask = mask::options(&config, &a)?;
             let mut conn = Connection::open(&url, false)?;
-            dump(&mut conn, &url, a, &config, mask, &msg)
+            let opts = dump_options(&a, &url, &config, mask)?;
+            // --plan describes the subset whatever the output format: the native path prints it.
+            if a.format == DumpFormat::Django && !a.subset.plan {
+                return django::dump(&mut conn, a, &opts, &config, &msg);
+            }
+            dump(&mut conn, a, &opts, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -252,7 +294,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             };
             let dry_run = a.dry_run;
             let mut conn = Connection::open(&url, a.migrate)?;
-            let result = load(&mut conn, a, &msg);
+            let result = load(&mut conn, a, &config, &msg);
             if let Some(path) = created.filter(|_| result.is_err() || dry_run) {
                 drop(conn);
                 let _ = std::fs::remove_file(&path);
@@ -287,18 +329,17 @@ fn stdout_err(e: std::io::Error) -> Error {
     }
 }
 
-fn dump(
-    conn: &mut Connection,
+/// The dump options of both formats (`--format django` encodes the same rows differently).
+fn dump_options(
+    a: &DumpArgs,
     url: &DatabaseUrl,
-    a: DumpArgs,
     config: &dbfixtures::config::Config,
     mask: dbfixtures::mask::MaskOptions,
-    msg: &Messages,
-) -> Result<Outcome> {
-    let opts = DumpOptions {
-        tables: a.tables,
-        exclude: a.exclude,
-        schemas: a.schemas,
+) -> Result<DumpOptions> {
+    Ok(DumpOptions {
+        tables: a.tables.clone(),
+        exclude: a.exclude.clone(),
+        schemas: a.schemas.clone(),
         pretty: a.pretty,
         subset: subset::options(&a.subset, &config.subset)?,
         mask,
@@ -306,14 +347,17 @@ fn dump(
             jobs: usize::from(a.jobs),
             url: url.clone(),
         }),
-    };
+    })
+}
+
+fn dump(conn: &mut Connection, a: DumpArgs, opts: &DumpOptions, msg: &Messages) -> Result<Outcome> {
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
         None => &NoProgress,
     };
     if a.subset.plan {
-        let plan = dbfixtures::dump::subset_plan(conn, &opts, progress)?;
+        let plan = dbfixtures::dump::subset_plan(conn, opts, progress)?;
         subset::write_plan(&mut std::io::stdout().lock(), &plan).map_err(stdout_err)?;
         return Ok(Outcome::Ok);
     }
@@ -321,15 +365,15 @@ fn dump(
     let (summary, target) = match &a.output {
         None => {
             let mut out = std::io::stdout().lock();
-            let s = dbfixtures::dump::dump(conn, &opts, &mut out, progress)?;
+            let s = dbfixtures::dump::dump(conn, opts, &mut out, progress)?;
             (s, "stdout".to_string())
         }
         Some(p) if p.as_os_str().to_string_lossy().ends_with('/') || p.is_dir() => {
-            let s = dbfixtures::dump::dump_to_dir(conn, &opts, p, a.gzip, progress)?;
+            let s = dbfixtures::dump::dump_to_dir(conn, opts, p, a.gzip, progress)?;
             (s, format!("{} (one file per table)", p.display()))
         }
         Some(p) => {
-            let s = dbfixtures::dump::dump_to_file(conn, &opts, p, progress)?;
+            let s = dbfixtures::dump::dump_to_file(conn, opts, p, progress)?;
             (s, p.display().to_string())
         }
     };
@@ -344,7 +388,13 @@ fn dump(
     Ok(Outcome::Ok)
 }
 
-fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
+fn load(
+    conn: &mut Connection,
+    a: LoadArgs,
+    config: &dbfixtures::config::Config,
+    msg: &Messages,
+) -> Result<Outcome> {
+    let django = django::load_options(&a, config)?;
     let opts = LoadOptions {
         mode: match a.mode {
             LoadMode::Upsert => Mode::Upsert,
@@ -363,7 +413,8 @@ fn load(conn: &mut Connection, a: LoadArgs, msg: &Messages) -> Result<Outcome> {
         None => &NoProgress,
     };
     let started = Instant::now();
-    let report = dbfixtures::load::load_paths(conn, &a.paths, &opts, progress)?;
+    let report =
+        dbfixtures::format::django::load::load_paths(conn, &a.paths, &opts, &django, progress)?;
     for m in &report.migrations {
         msg.say(format!("  applied migration {m}"));
     }

@@ -3,6 +3,7 @@
 
 pub mod copy_structured;
 pub mod copy_text;
+pub mod django;
 pub mod reader;
 pub mod value;
 pub mod writer;

@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod copy_types;
 mod defer;
+mod django;
 mod dump;
 mod faults;
 mod load;

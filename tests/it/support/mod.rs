@@ -557,3 +557,4 @@ pub fn xml_or_text(db: &TestDb, ddl: &str) -> String {
         ddl.replace(" xml,", " text,")
     }
 }
+pub mod django;
