@@ -17,8 +17,6 @@
 //! NULL); the whole literal then goes through [`push_field`]'s COPY escaping. Domain checks,
 //! element types and array shapes are still the server's: it parses what we send.
 
-use std::collections::HashMap;
-
 use serde_json::value::RawValue;
 
 use super::copy_text::{push_field, push_null};
@@ -54,7 +52,8 @@ pub fn push_structured(out: &mut Vec<u8>, shape: &Shape, raw: &RawValue) -> Resu
         push_null(out);
         return Ok(());
     }
-    if text.starts_with('{') {
+    // (The wrapper check parses the object: only when the key can be there at all.)
+    if text.starts_with('{') && text.contains("\"$json\"") {
         if let Some(inner) = json_wrapper(text.as_bytes()) {
             text = inner.get();
         }
@@ -87,14 +86,16 @@ fn write_value(out: &mut String, shape: &Shape, text: &str) -> Result<(), ValueE
             if first != b'{' {
                 return Err(ValueError(format!("expected a JSON object, found {text}")));
             }
-            let map: HashMap<std::borrow::Cow<'_, str>, &RawValue> =
-                serde_json::from_str(text).map_err(|e| ValueError(format!("bad object: {e}")))?;
+            // Few keys: a list searched from the end (the last of duplicate keys wins, as in
+            // json_populate_record) beats building a map per value.
+            let pairs = ordered_pairs(text)?;
             out.push('(');
             for (i, (name, shape)) in fields.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                if let Some(v) = map.get(name.as_str()).filter(|v| v.get() != "null") {
+                let value = pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
+                if let Some(v) = value.filter(|v| v.get() != "null") {
                     write_quoted(out, shape, v.get())?;
                 }
             }
@@ -220,6 +221,26 @@ fn write_array(
 
 /// A nested value, double-quoted for its container.
 fn write_quoted(out: &mut String, shape: &Shape, text: &str) -> Result<(), ValueError> {
+    if let Shape::Scalar(scalar) = shape {
+        // The common case, without an intermediate string: a scalar's text is the JSON
+        // string's contents or the JSON text itself (t/f for a boolean).
+        return match (text.as_bytes().first(), scalar) {
+            (Some(b'"'), Scalar::Boolean | Scalar::Other) => {
+                let s: std::borrow::Cow<'_, str> = serde_json::from_str(text)
+                    .map_err(|e| ValueError(format!("bad string: {e}")))?;
+                quote(out, &s);
+                Ok(())
+            }
+            (_, Scalar::Boolean) if text == "true" || text == "false" => {
+                quote(out, &text[..1]);
+                Ok(())
+            }
+            _ => {
+                quote(out, text);
+                Ok(())
+            }
+        };
+    }
     let mut s = String::with_capacity(text.len());
     write_value(&mut s, shape, text)?;
     quote(out, &s);
@@ -231,12 +252,14 @@ fn write_quoted(out: &mut String, shape: &Shape, text: &str) -> Result<(), Value
 fn quote(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
+    let mut rest = s;
+    while let Some(p) = rest.find(['"', '\\']) {
+        out.push_str(&rest[..p]);
+        out.push('\\');
+        out.push_str(&rest[p..p + 1]);
+        rest = &rest[p + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 

@@ -97,81 +97,63 @@ CREATE INDEX tags_event_idx ON tags (event_id);
 "#;
 
 /// A fixture with N rows in each table; `orphan_at`: the row of `books` given an author that
-/// does not exist.
+/// does not exist. Layout: `{`, then per table a `"key": [` line, one row per line, and `],`.
 fn fixture(orphan_at: Option<usize>) -> String {
-    let mut s = String::from("{\n\"authors\": [\n");
-    for i in 1..=N {
-        let mentor = if i > 1 {
-            (i / 2).max(1).to_string()
-        } else {
-            "null".into()
-        };
-        let sep = if i < N { "," } else { "" };
-        writeln!(
-            s,
-            "{{\"id\": {i}, \"name\": \"a{i}\", \"mentor_id\": {mentor}}}{sep}"
-        )
-        .unwrap();
-    }
-    s.push_str("],\n\"books\": [\n");
-    for i in 1..=N {
-        let author = if Some(i - 1) == orphan_at {
-            999_999
-        } else {
-            (i % N) + 1
-        };
-        let editor = if i % 3 == 0 {
-            ((i * 7) % N + 1).to_string()
-        } else {
-            "null".into()
-        };
-        let sep = if i < N { "," } else { "" };
-        writeln!(
-            s,
-            "{{\"id\": {i}, \"author_id\": {author}, \"editor_id\": {editor}, \"code\": \"c{i}\", \"title\": \"Title {i}\"}}{sep}"
-        )
-        .unwrap();
-    }
-    s.push_str("],\n\"other.reviews\": [\n");
-    for i in 1..=N {
-        let sep = if i < N { "," } else { "" };
-        writeln!(
-            s,
-            "{{\"id\": {i}, \"book_id\": {}, \"stars\": {}}}{sep}",
-            (i * 3) % N + 1,
-            i % 5
-        )
-        .unwrap();
-    }
-    s.push_str("],\n\"events\": [\n");
-    for i in 1..=N {
-        let day = if i % 2 == 0 {
+    let day = |i: usize| {
+        if i % 2 == 0 {
             "2024-03-01"
         } else {
             "2025-03-01"
-        };
-        let sep = if i < N { "," } else { "" };
-        writeln!(
-            s,
-            "{{\"id\": {i}, \"day\": \"{day}\", \"book_id\": {i}}}{sep}"
-        )
-        .unwrap();
-    }
-    s.push_str("],\n\"tags\": [\n");
-    for i in 1..=N {
-        let day = if i % 2 == 0 {
-            "2024-03-01"
+        }
+    };
+    let null_or = |cond: bool, v: usize| if cond { v.to_string() } else { "null".into() };
+    let tables: [(&str, &dyn Fn(usize) -> String); 5] = [
+        ("authors", &|i| {
+            format!(
+                "{{\"id\": {i}, \"name\": \"a{i}\", \"mentor_id\": {}}}",
+                null_or(i > 1, (i / 2).max(1))
+            )
+        }),
+        ("books", &|i| {
+            let author = if Some(i - 1) == orphan_at {
+                999_999
+            } else {
+                i % N + 1
+            };
+            format!(
+                "{{\"id\": {i}, \"author_id\": {author}, \"editor_id\": {}, \"code\": \"c{i}\", \"title\": \"Title {i}\"}}",
+                null_or(i % 3 == 0, (i * 7) % N + 1)
+            )
+        }),
+        ("other.reviews", &|i| {
+            format!(
+                "{{\"id\": {i}, \"book_id\": {}, \"stars\": {}}}",
+                (i * 3) % N + 1,
+                i % 5
+            )
+        }),
+        ("events", &|i| {
+            format!("{{\"id\": {i}, \"day\": \"{}\", \"book_id\": {i}}}", day(i))
+        }),
+        ("tags", &|i| {
+            format!(
+                "{{\"id\": {i}, \"event_id\": {i}, \"event_day\": \"{}\"}}",
+                day(i)
+            )
+        }),
+    ];
+    let mut s = String::from("{\n");
+    for (n, (key, row)) in tables.iter().enumerate() {
+        writeln!(s, "\"{key}\": [").unwrap();
+        for i in 1..=N {
+            writeln!(s, "{}{}", row(i), if i < N { "," } else { "" }).unwrap();
+        }
+        s.push_str(if n + 1 < tables.len() {
+            "],\n"
         } else {
-            "2025-03-01"
-        };
-        let sep = if i < N { "," } else { "" };
-        writeln!(
-            s,
-            "{{\"id\": {i}, \"event_id\": {i}, \"event_day\": \"{day}\"}}{sep}"
-        )
-        .unwrap();
+            "]\n}\n"
+        });
     }
-    s.push_str("]\n}\n");
     s
 }
 
