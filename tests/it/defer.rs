@@ -100,7 +100,7 @@ CREATE INDEX tags_event_idx ON tags (event_id);
 /// does not exist. Layout: `{`, then per table a `"key": [` line, one row per line, and `],`.
 fn fixture(orphan_at: Option<usize>) -> String {
     let day = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "2024-03-01"
         } else {
             "2025-03-01"
