@@ -2,7 +2,8 @@
 //!
 //! - every supported PostgreSQL type: random values, edges included (NaN, ±Infinity, -0, huge
 //!   numerics, empty and nested arrays with NULLs, control characters, every Unicode plane, JSON
-//!   with duplicate keys), survive dump → load → dump byte for byte;
+//!   with duplicate keys), survive dump → load → dump byte for byte (xml is tested by
+//!   `faults::xml_values_*` instead, because the PostgreSQL 18 build CI uses has no libxml);
 //! - the SQLite types on SQLite, likewise;
 //! - random schemas of 2–8 tables with random foreign keys (cycles, self-references, composite
 //!   keys) load in one go from their own dump, and dump back identically.
@@ -304,7 +305,64 @@ fn pg_columns() -> Vec<(&'static str, BoxedStrategy<String>)> {
             format!("hstore(ARRAY[{}]::text[], ARRAY[{}]::text[])", keys.join(","), vals.join(","))
         }))),
         ("citext", nullable(any_text().prop_map(|s| format!("{}::citext", lit(&s))))),
+        ("timetz", nullable((0..24u32, 0..60u32, 0..60u32, 0..1_000_000u32, -15..=15i32).prop_map(
+            |(h, m, s, us, z)| format!("'{h:02}:{m:02}:{s:02}.{us:06}{z:+03}'::timetz"),
+        ))),
+        // money's text form follows lc_monetary; both databases of the test share the server's.
+        ("money", nullable((-92_233_720_368_547_758i64..92_233_720_368_547_758i64).prop_map(|c| {
+            format!("({c}::numeric / 100)::money")
+        }))),
+        ("cidr", nullable((any::<[u8; 4]>(), 0..=32u8).prop_map(|(a, m)| {
+            format!("set_masklen('{}.{}.{}.{}'::inet, {m})::cidr", a[0], a[1], a[2], a[3])
+        }))),
+        ("char(3)", nullable(any_text().prop_map(|s| lit(&s.chars().take(3).collect::<String>())))),
+        ("point", nullable((float8(), float8()).prop_map(|(x, y)| format!("point({x}, {y})")))),
+        ("box", nullable((any::<i32>(), any::<i32>(), any::<i32>(), any::<i32>()).prop_map(
+            |(a, b, c, d)| format!("box(point({a}, {b}), point({c}, {d}))"),
+        ))),
+        ("circle", nullable((any::<i16>(), any::<i16>(), 0..10_000u32).prop_map(|(x, y, r)| {
+            format!("circle(point({x}, {y}), {r})")
+        }))),
+        ("tsvector", nullable(prop::collection::vec(any_text(), 0..4).prop_map(|words| {
+            // Built from lexemes as given (no parser): quotes, backslashes and any plane included.
+            let lexemes: Vec<String> = words.iter().filter(|w| !w.is_empty()).map(|w| lit(w)).collect();
+            format!("array_to_tsvector(ARRAY[{}]::text[])", lexemes.join(","))
+        }))),
+        ("numrange", nullable(prop_oneof![
+            Just("'empty'::numrange".to_string()),
+            (numeric_finite(), numeric_finite(), any::<bool>()).prop_map(|(a, b, incl)| {
+                format!("numrange(least({a}, {b}), greatest({a}, {b}), '{}')", if incl { "[]" } else { "(]" })
+            }),
+        ])),
+        ("tstzrange", nullable((timestamp(), timestamp()).prop_map(|(a, b)| {
+            let (a, b) = (format!("{}::timestamptz", lit(&a)), format!("{}::timestamptz", lit(&b)));
+            format!("tstzrange(least({a}, {b}), greatest({a}, {b}))")
+        }))),
+        ("daterange", nullable((timestamp(), timestamp()).prop_map(|(a, b)| {
+            let (a, b) = (format!("{}::date", lit(&a)), format!("{}::date", lit(&b)));
+            format!("daterange(least({a}, {b}), greatest({a}, {b}), '[]')")
+        }))),
+        // Elements that are JSON arrays or null are the documented limit of json[]/jsonb[] (they
+        // read back as a dimension / SQL NULL: README, fixture format): left out here.
+        ("jsonb[]", nullable(prop::collection::vec(
+            json_text().prop_filter("not an array or null document", |d| {
+                let t = d.trim_start();
+                !t.starts_with('[') && !t.starts_with("null")
+            }),
+            0..3,
+        ).prop_map(|docs| {
+            let elems: Vec<String> = docs.iter().map(|d| format!("{}::jsonb", lit(d))).collect();
+            format!("ARRAY[{}]::jsonb[]", elems.join(","))
+        }))),
     ]
+}
+
+/// Finite numerics (range bounds cannot be NaN).
+fn numeric_finite() -> impl Strategy<Value = String> {
+    ("-?[1-9][0-9]{0,30}", prop::option::of("[0-9]{1,20}")).prop_map(|(i, f)| match f {
+        Some(f) => format!("'{i}.{f}'::numeric"),
+        None => format!("'{i}'::numeric"),
+    })
 }
 
 #[test]
