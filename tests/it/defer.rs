@@ -34,20 +34,6 @@ fn schema_dump(db: &TestDb) -> String {
         .join("\n")
 }
 
-/// Every table's row count and a checksum of its rows, in one string.
-fn data_digest(db: &TestDb) -> String {
-    db.query_scalar(
-        "SELECT string_agg(format('%s:%s', r.t, r.d), ' ' ORDER BY r.t) FROM (
-           SELECT c.oid::regclass::text AS t,
-                  (xpath('/row/d/text()', query_to_xml(format(
-                     'SELECT count(*) || ''/'' || coalesce(md5(string_agg(x::text, '','' ORDER BY x::text)), '''') AS d FROM %s AS x',
-                     c.oid::regclass), false, true, '')))[1]::text AS d
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r') AND n.nspname IN ('public', 'other')) r",
-    )
-    .unwrap_or_default()
-}
-
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, content).unwrap();
@@ -254,7 +240,7 @@ fn violated_foreign_key_found_after_the_data_names_the_row_and_changes_nothing()
     // Row 1234 of books (0-based) references author 999999.
     let f = write(dir.path(), "bad.json", &fixture(Some(1234)));
     let schema = schema_dump(&db);
-    let data = data_digest(&db);
+    let data = crate::support::db_state(&db);
     let out = load(&db, &[f.to_str().unwrap()]);
     assert_eq!(out.code, 2, "{out:#?}");
     // authors: N rows + 2 lines ("{", "\"authors\": ["), then "],", "\"books\": [": the row is
@@ -275,7 +261,7 @@ fn violated_foreign_key_found_after_the_data_names_the_row_and_changes_nothing()
         );
     }
     assert_eq!(schema_dump(&db), schema);
-    assert_eq!(data_digest(&db), data);
+    assert_eq!(crate::support::db_state(&db), data);
 }
 
 #[test]
