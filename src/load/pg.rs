@@ -790,15 +790,24 @@ fn insert_from_stage(
             })
         }
         (Mode::Upsert, None) => {
-            // No key to match on: a row is new unless an identical row exists.
+            // No key to match on: rows are counted, not matched. The n-th copy of a row in the
+            // batch goes in unless the table already holds n identical rows, so a fixture's
+            // duplicates are all loaded and a re-run adds nothing (SQLite counts the same way).
             let cmp_t: Vec<String> = quoted.iter().map(|q| format!("x.{q}")).collect();
+            let row_text = format!("(ROW({}, NULL))::text", exprs.join(", "));
+            let numbered = format!(
+                "(SELECT s.*, row_number() OVER (PARTITION BY {row_text}) AS dbfixtures_copy \
+                 FROM {} AS s) AS s",
+                quote_ident(stage)
+            );
+            let plain_from = format!("FROM {} AS s", quote_ident(stage));
+            let insert = insert.replacen(&plain_from, &format!("FROM {numbered}"), 1);
             let written = write(
                 conn,
                 format!(
-                    "{insert} WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE (ROW({}, NULL))::text = (ROW({}, NULL))::text)",
+                    "{insert} WHERE s.dbfixtures_copy > (SELECT count(*) FROM {} AS x WHERE (ROW({}, NULL))::text = {row_text})",
                     table.name.sql(),
                     cmp_t.join(", "),
-                    exprs.join(", ")
                 ),
             )?;
             Ok(BatchResult {

@@ -10,7 +10,8 @@
 //!   (one change: updated, none: unchanged). Columns compare with `IS NOT ... COLLATE BINARY`,
 //!   which applies the column's affinity like the stored value got it, so a re-run of the same
 //!   fixture writes nothing;
-//! - upsert without a key: `INSERT ... SELECT ... WHERE NOT EXISTS (an identical row)`.
+//! - upsert without a key: `INSERT ... SELECT ... WHERE (count of identical rows) < n` for the
+//!   n-th copy of a row in the file (duplicates all load, a re-run adds nothing).
 //!
 //! diesel caches each distinct statement text (with its bind types), so every statement is
 //! prepared once per load.
@@ -635,6 +636,8 @@ struct Batch {
     /// part of the key.
     update: Option<Statement>,
     keyed: bool,
+    /// Upsert without a key: the statement's last slot is the row's copy number.
+    counted: bool,
 }
 
 impl Batch {
@@ -695,10 +698,13 @@ impl Batch {
                     first,
                     update,
                     keyed: true,
+                    counted: false,
                 }
             }
             (Mode::Upsert, None) if !cols.is_empty() => {
-                // No key to match on: a row is new unless an identical row exists.
+                // No key to match on: rows are counted, not matched. The n-th copy of a row
+                // (the last slot) goes in unless the table already holds n identical rows, so a
+                // fixture's duplicates are all loaded and a re-run adds nothing, as on PostgreSQL.
                 first.sql(&format!(
                     "INSERT INTO {} ({}) SELECT ",
                     table.name.sql(),
@@ -706,7 +712,7 @@ impl Batch {
                 ));
                 first.bind_all(cols.len());
                 first.sql(&format!(
-                    " WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE ",
+                    " WHERE (SELECT count(*) FROM {} AS x WHERE ",
                     table.name.sql()
                 ));
                 for (i, q) in quoted.iter().enumerate() {
@@ -718,12 +724,13 @@ impl Batch {
                         .bind(i)
                         .sql(" COLLATE BINARY");
                 }
-                first.sql(")");
+                first.sql(") < ").bind(cols.len());
                 Batch {
                     cols,
                     first,
                     update: None,
                     keyed: false,
+                    counted: true,
                 }
             }
             _ => {
@@ -733,6 +740,7 @@ impl Batch {
                     first,
                     update: None,
                     keyed: false,
+                    counted: false,
                 }
             }
         }
@@ -756,6 +764,8 @@ pub(super) fn load_rows(
         .collect();
     let mut counts = TableCounts::default();
     let mut batch: Option<Batch> = None;
+    // Upsert without a key: how many copies of each row this occurrence has given so far.
+    let mut copies: std::collections::HashMap<(Vec<usize>, String), i64> = Default::default();
     let mut since_report = 0u64;
     while stream.advance()? {
         let fields = resolve(stream, table)?;
@@ -778,6 +788,13 @@ pub(super) fn load_rows(
                 bind_value(col, affinities[*ci], raw)
                     .map_err(|m| stream.error(table, row, Some(&col.name), m))?,
             );
+        }
+        if b.counted {
+            let n = copies
+                .entry((b.cols.clone(), format!("{binds:?}")))
+                .or_insert(0);
+            *n += 1;
+            binds.push(Bind::Int(*n));
         }
         let fail = |conn: &mut Connection, e: diesel::result::Error| {
             let (column, message) = explain(conn, table, &b.cols, &binds, describe_diesel(&e));
