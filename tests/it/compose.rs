@@ -405,3 +405,83 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     assert_eq!(rows_of(&by_us, "shop_author").len(), authors.len());
     assert!(rows_of(&by_us, "legacy_things").is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upsert into a table without a key
+
+/// Rows of `audit` as (customer_id, message), sorted.
+fn audit_rows(db: &Db) -> Vec<(i64, String)> {
+    let mut rows: Vec<(i64, String)> = db
+        .contents()
+        .get("audit")
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["customer_id"].as_i64().unwrap(),
+                        r["message"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn upsert_without_a_key_loads_every_duplicate_and_a_rerun_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("dup.json");
+    std::fs::write(
+        &fixture,
+        r#"{"customer": [{"id": 1, "email": "a@x.example", "name": "A"}],
+            "audit": [{"customer_id": 1, "message": "twice"},
+                      {"customer_id": 1, "message": "twice"},
+                      {"customer_id": 1, "message": "once"}]}"#,
+    )
+    .unwrap();
+    let f = fixture.to_str().unwrap();
+    let twice = |n: usize| {
+        let mut v = vec![(1, "once".to_string())];
+        v.extend(std::iter::repeat_n((1, "twice".to_string()), n));
+        v
+    };
+    for kind in BOTH {
+        // Into an empty table: both identical rows go in (the default mode is upsert).
+        let db = Db::new(kind, "upsert_dup");
+        db.sql(SCHEMA);
+        db.ok(&["load", "--quiet", f]);
+        assert_eq!(audit_rows(&db), twice(2), "{kind:?}: first load");
+        // A re-run changes nothing.
+        let out = db.run(&["load", f]);
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert_eq!(audit_rows(&db), twice(2), "{kind:?}: re-run");
+        assert!(out.stderr.contains("0 inserted"), "{kind:?}: {}", out.stderr);
+
+        // Into a table already holding one copy (so not the empty-table fast path): the second
+        // copy goes in, "once" is already there.
+        let db = Db::new(kind, "upsert_dup_one");
+        db.sql(SCHEMA);
+        db.sql(
+            "INSERT INTO customer VALUES (1, 'a@x.example', 'A', NULL);
+             INSERT INTO audit VALUES (1, 'twice'), (1, 'once');",
+        );
+        db.ok(&["load", "--quiet", f]);
+        assert_eq!(audit_rows(&db), twice(2), "{kind:?}: one copy there");
+        db.ok(&["load", "--quiet", f]);
+        assert_eq!(audit_rows(&db), twice(2), "{kind:?}: re-run");
+
+        // Three copies already there: nothing is removed or added.
+        db.sql("INSERT INTO audit VALUES (1, 'twice');");
+        db.ok(&["load", "--quiet", f]);
+        assert_eq!(audit_rows(&db), twice(3), "{kind:?}: more copies there");
+
+        // --mode insert always inserts.
+        let only_audit = dir.path().join("audit.json");
+        std::fs::write(&only_audit, r#"{"audit": [{"customer_id": 1, "message": "once"}]}"#)
+            .unwrap();
+        db.ok(&["load", "--quiet", "--mode", "insert", only_audit.to_str().unwrap()]);
+        assert_eq!(audit_rows(&db).len(), 5, "{kind:?}: insert mode");
+    }
+}
