@@ -362,7 +362,16 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     let by_django = migrated_db("compose_loaddata");
     manage_ok(&by_django, &["loaddata", masked.to_str().unwrap()]);
     let by_us = migrated_db("compose_load");
-    let out = crate::support::dbf(&by_us, &["load", "--quiet", "--django-model", LEGACY, masked.to_str().unwrap()]);
+    let out = crate::support::dbf(
+        &by_us,
+        &[
+            "load",
+            "--quiet",
+            "--django-model",
+            LEGACY,
+            masked.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(table_contents(&by_us), table_contents(&by_django));
     let names = rows_of(&by_django, "shop_author");
@@ -399,7 +408,16 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     let by_django = migrated_db("compose_sub_loaddata");
     manage_ok(&by_django, &["loaddata", subset.to_str().unwrap()]);
     let by_us = migrated_db("compose_sub_load");
-    let out = crate::support::dbf(&by_us, &["load", "--quiet", "--django-model", LEGACY, subset.to_str().unwrap()]);
+    let out = crate::support::dbf(
+        &by_us,
+        &[
+            "load",
+            "--quiet",
+            "--django-model",
+            LEGACY,
+            subset.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(table_contents(&by_us), table_contents(&by_django));
     assert_eq!(rows_of(&by_us, "shop_author").len(), authors.len());
@@ -457,7 +475,11 @@ fn upsert_without_a_key_loads_every_duplicate_and_a_rerun_adds_nothing() {
         let out = db.run(&["load", f]);
         assert_eq!(out.code, 0, "{out:#?}");
         assert_eq!(audit_rows(&db), twice(2), "{kind:?}: re-run");
-        assert!(out.stderr.contains("0 inserted"), "{kind:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("0 inserted"),
+            "{kind:?}: {}",
+            out.stderr
+        );
 
         // Into a table already holding one copy (so not the empty-table fast path): the second
         // copy goes in, "once" is already there.
@@ -479,9 +501,154 @@ fn upsert_without_a_key_loads_every_duplicate_and_a_rerun_adds_nothing() {
 
         // --mode insert always inserts.
         let only_audit = dir.path().join("audit.json");
-        std::fs::write(&only_audit, r#"{"audit": [{"customer_id": 1, "message": "once"}]}"#)
-            .unwrap();
-        db.ok(&["load", "--quiet", "--mode", "insert", only_audit.to_str().unwrap()]);
+        std::fs::write(
+            &only_audit,
+            r#"{"audit": [{"customer_id": 1, "message": "once"}]}"#,
+        )
+        .unwrap();
+        db.ok(&[
+            "load",
+            "--quiet",
+            "--mode",
+            "insert",
+            only_audit.to_str().unwrap(),
+        ]);
         assert_eq!(audit_rows(&db).len(), 5, "{kind:?}: insert mode");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The config file's sections together, and --plan with the other features
+
+const MODELS: &[&str] = &[
+    "--django-model",
+    "customer=shop.customer",
+    "--django-model",
+    "orders=shop.order",
+    "--django-model",
+    "audit=shop.audit",
+];
+
+#[test]
+fn config_file_subset_mask_and_django_sections_apply_together() {
+    for kind in BOTH {
+        let db = shop(kind, "config_all");
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("dbfixtures.toml");
+        std::fs::write(
+            &conf,
+            r#"[subset]
+where = ["customer: id = 3"]
+no-children = true
+
+[mask]
+"*.email" = "email"
+"customer.name" = "full_name"
+"customer.phone" = "phone"
+
+[django]
+models = { customer = "shop.customer", orders = "shop.order", audit = "shop.audit" }
+"#,
+        )
+        .unwrap();
+        let c = conf.to_str().unwrap();
+        // Native: the file's subset and masks, the salt from the flag.
+        let native = db.ok(&["--config", c, "dump", "--quiet", "--mask-salt", SALT]);
+        let tables = tables_of(&native);
+        assert_eq!(tables.keys().collect::<Vec<_>>(), ["customer"], "{kind:?}");
+        assert_eq!(tables["customer"][0]["id"], 3);
+        assert_hidden(
+            &native,
+            &[
+                "person3.original@corp.example",
+                "Originalname Person3",
+                "+33 1 23 45 67 03",
+            ],
+        );
+        // Django: the same rows under the file's model names, the same masked values.
+        let django = db.ok(&[
+            "--config",
+            c,
+            "dump",
+            "--quiet",
+            "--mask-salt",
+            SALT,
+            "--format",
+            "django",
+        ]);
+        let objects: Vec<Value> = serde_json::from_str(&django).unwrap();
+        assert_eq!(objects.len(), 1, "{kind:?}: {django}");
+        assert_eq!(objects[0]["model"], "shop.customer");
+        assert_eq!(objects[0]["pk"], 3);
+        for field in ["email", "name", "phone"] {
+            assert_eq!(
+                objects[0]["fields"][field], tables["customer"][0][field],
+                "{kind:?}: {field} masks the same in both formats"
+            );
+        }
+        // Flags override the file: another seed, and a mask set back to keep.
+        let out = db.ok(&[
+            "--config",
+            c,
+            "dump",
+            "--quiet",
+            "--mask-salt",
+            SALT,
+            "--where",
+            "customer: id = 4",
+            "--mask",
+            "customer.phone=keep",
+        ]);
+        let row = &tables_of(&out)["customer"][0];
+        assert_eq!(row["id"], 4, "{kind:?}");
+        assert_eq!(row["phone"], "+33 1 23 45 67 04", "{kind:?}");
+        assert_hidden(&out, &["person4.original@corp.example"]);
+        // The Django output loads back (through the file's [django] names) into an empty copy.
+        let fixture = dir.path().join("customer3.json");
+        std::fs::write(&fixture, &django).unwrap();
+        let dst = Db::new(kind, "config_all_dst");
+        dst.sql(SCHEMA);
+        dst.ok(&["--config", c, "load", "--quiet", fixture.to_str().unwrap()]);
+        assert_eq!(dst.contents(), tables, "{kind:?}");
+    }
+}
+
+#[test]
+fn plan_checks_masks_and_django_models_like_the_dump() {
+    for kind in BOTH {
+        let db = shop(kind, "plan_checks");
+        let plan = |extra: &[&str]| {
+            let mut args = vec!["dump", "--where", "customer: id = 1", "--plan"];
+            args.extend_from_slice(extra);
+            db.run(&args)
+        };
+        let refused = |out: Out, needle: &str| {
+            assert_eq!(out.code, 2, "{kind:?}: {out:#?}");
+            assert_eq!(out.stdout, "", "{kind:?}: nothing is written");
+            assert!(out.stderr.contains(needle), "{kind:?}: {}", out.stderr);
+        };
+        // A plan with good masks and models lists the tables.
+        let mut good = vec!["--mask", "customer.name=full_name", "--format", "django"];
+        good.extend_from_slice(MODELS);
+        // audit has no primary key, so it is no Django model: the plan says so, as the dump.
+        refused(plan(&good), "table audit has 0 primary-key columns");
+        good.extend_from_slice(&["-T", "audit"]);
+        let out = plan(&good);
+        assert_eq!(out.code, 0, "{kind:?}: {out:#?}");
+        assert!(out.stdout.contains("customer") && out.stdout.contains("orders"));
+        // A mask the dump refuses, the plan refuses.
+        refused(plan(&["--mask", "customer.id=hash"]), "primary key");
+        refused(plan(&["--mask", "customer.name=bogus"]), "unknown strategy");
+        refused(
+            plan(&["--mask", "nosuch.col=email"]),
+            "unknown table nosuch",
+        );
+        // A table the Django dump cannot name, the plan names.
+        refused(plan(&["--format", "django"]), "is no Django model");
+        // The Django dump itself refuses it before writing anything to stdout.
+        refused(
+            db.run(&["dump", "--format", "django", "--where", "customer: id = 1"]),
+            "is no Django model",
+        );
     }
 }
