@@ -390,6 +390,11 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     django_dump(&src, &subset, &extra);
     let text = std::fs::read_to_string(&subset).unwrap();
     assert_hidden(&text, DJANGO_ORIGINALS);
+    // -j 2 writes the same bytes.
+    let parallel = dir.path().join("parallel.jsonl");
+    extra.extend_from_slice(&["-j", "2"]);
+    django_dump(&src, &parallel, &extra);
+    assert_eq!(std::fs::read_to_string(&parallel).unwrap(), text, "-j 2");
     let objects: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
