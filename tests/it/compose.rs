@@ -6,84 +6,19 @@
 //! identical rows of a table without a key on both backends.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-use dbfixtures::{Connection, DatabaseUrl};
-
+use crate::support::both::{Db, Kind, BOTH};
 use crate::support::django::{manage_ok, migrated_db, table_contents};
-use crate::support::{cmd, Out, TestDb};
+use crate::support::{Out, TestDb};
 
 const SALT: &str = "compose-salt-9x";
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Pg,
-    Sqlite,
-}
-
-const BOTH: [Kind; 2] = [Kind::Pg, Kind::Sqlite];
-
-/// A database of either backend.
-enum Db {
-    Pg(TestDb),
-    /// The directory is kept (not read) so the file lives as long as the value.
-    Sqlite(#[allow(dead_code)] tempfile::TempDir, PathBuf),
-}
-
-impl Db {
-    fn new(kind: Kind, name: &str) -> Db {
-        match kind {
-            Kind::Pg => Db::Pg(TestDb::new(name)),
-            Kind::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("test.db");
-                Connection::open(&DatabaseUrl::Sqlite(path.clone()), true).unwrap();
-                Db::Sqlite(dir, path)
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Pg(db) => db.url(),
-            Db::Sqlite(_, p) => format!("sqlite://{}", p.display()),
-        }
-    }
-
-    fn sql(&self, sql: &str) {
-        match self {
-            Db::Pg(db) => db.sql(sql),
-            Db::Sqlite(_, p) => Connection::open(&DatabaseUrl::Sqlite(p.clone()), false)
-                .unwrap()
-                .execute(sql)
-                .unwrap_or_else(|e| panic!("{e}\n--- in:\n{sql}")),
-        }
-    }
-
-    /// `dbfixtures ARGS --database-url URL`, no salt from the environment.
-    fn run(&self, args: &[&str]) -> Out {
-        let out = cmd()
-            .env_remove("DBFIXTURES_MASK_SALT")
-            .args(args)
-            .arg("--database-url")
-            .arg(self.url())
-            .output()
-            .expect("run dbfixtures");
-        Out::from(out)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.code, 0, "{args:?}: {out:#?}");
-        out.stdout
-    }
-
-    /// Every table's rows, as a full native dump.
-    fn contents(&self) -> BTreeMap<String, Vec<Value>> {
-        tables_of(&self.ok(&["dump", "--quiet"]))
-    }
+/// Every table's rows, as a full native dump.
+fn contents(db: &Db) -> BTreeMap<String, Vec<Value>> {
+    tables_of(&db.dump_all())
 }
 
 fn tables_of(dump: &str) -> BTreeMap<String, Vec<Value>> {
@@ -244,12 +179,12 @@ fn subset_and_mask_hide_every_original_load_into_an_empty_schema_and_are_stable(
         let dst = Db::new(kind, "subset_mask_dst");
         dst.sql(SCHEMA);
         dst.ok(&["load", "--quiet", file.to_str().unwrap()]);
-        assert_eq!(dst.contents(), tables, "{kind:?}");
+        assert_eq!(contents(&dst), tables, "{kind:?}");
         // And the per-table directory too, into another empty copy.
         let dst2 = Db::new(kind, "subset_mask_dst2");
         dst2.sql(SCHEMA);
         dst2.ok(&["load", "--quiet", &per_table]);
-        assert_eq!(dst2.contents(), tables, "{kind:?}");
+        assert_eq!(contents(&dst2), tables, "{kind:?}");
     }
 }
 
@@ -345,6 +280,19 @@ fn rows_of(db: &TestDb, table: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Loads a Django fixture with `loaddata` and with `dbfixtures load`, each into a fresh migrated
+/// database, asserting both give the same tables; returns (loaddata's, ours).
+fn load_both_ways(fixture: &Path, name: &str) -> (TestDb, TestDb) {
+    let f = fixture.to_str().unwrap();
+    let by_django = migrated_db(&format!("compose_{name}_loaddata"));
+    manage_ok(&by_django, &["loaddata", f]);
+    let by_us = migrated_db(&format!("compose_{name}_load"));
+    let out = crate::support::dbf(&by_us, &["load", "--quiet", "--django-model", LEGACY, f]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(table_contents(&by_us), table_contents(&by_django));
+    (by_django, by_us)
+}
+
 #[test]
 fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -359,21 +307,7 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
     let again = dir.path().join("again.json");
     django_dump(&src, &again, DJANGO_MASKS);
     assert_eq!(std::fs::read_to_string(&again).unwrap(), text, "same salt");
-    let by_django = migrated_db("compose_loaddata");
-    manage_ok(&by_django, &["loaddata", masked.to_str().unwrap()]);
-    let by_us = migrated_db("compose_load");
-    let out = crate::support::dbf(
-        &by_us,
-        &[
-            "load",
-            "--quiet",
-            "--django-model",
-            LEGACY,
-            masked.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(table_contents(&by_us), table_contents(&by_django));
+    let (by_django, _) = load_both_ways(&masked, "whole");
     let names = rows_of(&by_django, "shop_author");
     assert_eq!(names.len(), 3);
     for original in ["Ada", "Bob", "Çy"] {
@@ -410,21 +344,7 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
         !objects.iter().any(|o| o["model"] == "shop.legacy"),
         "legacy is not reached: {text}"
     );
-    let by_django = migrated_db("compose_sub_loaddata");
-    manage_ok(&by_django, &["loaddata", subset.to_str().unwrap()]);
-    let by_us = migrated_db("compose_sub_load");
-    let out = crate::support::dbf(
-        &by_us,
-        &[
-            "load",
-            "--quiet",
-            "--django-model",
-            LEGACY,
-            subset.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(table_contents(&by_us), table_contents(&by_django));
+    let (_, by_us) = load_both_ways(&subset, "subset");
     assert_eq!(rows_of(&by_us, "shop_author").len(), authors.len());
     assert!(rows_of(&by_us, "legacy_things").is_empty());
 }
@@ -434,8 +354,7 @@ fn django_format_with_masks_and_a_subset_reads_back_with_loaddata_and_load() {
 
 /// Rows of `audit` as (customer_id, message), sorted.
 fn audit_rows(db: &Db) -> Vec<(i64, String)> {
-    let mut rows: Vec<(i64, String)> = db
-        .contents()
+    let mut rows: Vec<(i64, String)> = contents(db)
         .get("audit")
         .map(|rows| {
             rows.iter()
@@ -614,7 +533,7 @@ models = { customer = "shop.customer", orders = "shop.order", audit = "shop.audi
         let dst = Db::new(kind, "config_all_dst");
         dst.sql(SCHEMA);
         dst.ok(&["--config", c, "load", "--quiet", fixture.to_str().unwrap()]);
-        assert_eq!(dst.contents(), tables, "{kind:?}");
+        assert_eq!(contents(&dst), tables, "{kind:?}");
     }
 }
 
