@@ -659,9 +659,10 @@ fn insert_from_stage(
     let key: Option<&Vec<String>> = std::iter::once(&table.primary_key)
         .chain(table.unique.iter())
         .find(|k| !k.is_empty() && k.iter().all(|c| names.contains(&c.as_str())));
-    let insert_with = |extra_cols: &[String], extra_exprs: &[String]| {
+    let source = quote_ident(stage);
+    let insert_from = |source: &str, extra_cols: &[String], extra_exprs: &[String]| {
         format!(
-            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {} AS s",
+            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {source} AS s",
             table.name.sql(),
             quoted
                 .iter()
@@ -675,8 +676,10 @@ fn insert_from_stage(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", "),
-            quote_ident(stage)
         )
+    };
+    let insert_with = |extra_cols: &[String], extra_exprs: &[String]| {
+        insert_from(&source, extra_cols, extra_exprs)
     };
     let insert = insert_with(&[], &[]);
     let write = |conn: &mut Connection, sql: String| -> Result<u64> {
@@ -797,11 +800,9 @@ fn insert_from_stage(
             let row_text = format!("(ROW({}, NULL))::text", exprs.join(", "));
             let numbered = format!(
                 "(SELECT s.*, row_number() OVER (PARTITION BY {row_text}) AS dbfixtures_copy \
-                 FROM {} AS s) AS s",
-                quote_ident(stage)
+                 FROM {source} AS s)"
             );
-            let plain_from = format!("FROM {} AS s", quote_ident(stage));
-            let insert = insert.replacen(&plain_from, &format!("FROM {numbered}"), 1);
+            let insert = insert_from(&numbered, &[], &[]);
             let written = write(
                 conn,
                 format!(
