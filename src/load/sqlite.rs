@@ -11,7 +11,7 @@
 //!   which applies the column's affinity like the stored value got it, so a re-run of the same
 //!   fixture writes nothing;
 //! - upsert without a key: `INSERT ... SELECT ... WHERE (count of identical rows) < n` for the
-//!   n-th copy of a row in the file (duplicates all load, a re-run adds nothing).
+//!   n-th copy of a row in the batch (duplicates all load, a re-run adds nothing).
 //!
 //! diesel caches each distinct statement text (with its bind types), so every statement is
 //! prepared once per load.
@@ -764,8 +764,8 @@ pub(super) fn load_rows(
         .collect();
     let mut counts = TableCounts::default();
     let mut batch: Option<Batch> = None;
-    // Upsert without a key: how many copies of each row this occurrence has given so far.
-    let mut copies: std::collections::HashMap<(Vec<usize>, String), i64> = Default::default();
+    // Upsert without a key: how many copies of each row this batch has given so far.
+    let mut copies: std::collections::HashMap<String, i64> = Default::default();
     let mut since_report = 0u64;
     while stream.advance()? {
         let fields = resolve(stream, table)?;
@@ -779,6 +779,8 @@ pub(super) fn load_rows(
                 plan.mode,
                 fields.iter().map(|(i, _)| *i).collect(),
             ));
+            // Copies are counted per batch, as PostgreSQL numbers them per staged batch.
+            copies.clear();
         }
         let b = batch.as_ref().expect("set above");
         let mut binds: Vec<Bind<'_>> = Vec::with_capacity(fields.len());
@@ -790,9 +792,7 @@ pub(super) fn load_rows(
             );
         }
         if b.counted {
-            let n = copies
-                .entry((b.cols.clone(), format!("{binds:?}")))
-                .or_insert(0);
+            let n = copies.entry(format!("{binds:?}")).or_insert(0);
             *n += 1;
             binds.push(Bind::Int(*n));
         }
