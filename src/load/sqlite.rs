@@ -641,7 +641,9 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(table: &Table, mode: Mode, cols: Vec<usize>) -> Batch {
+    /// `was_empty`: the table had no rows before this load, so rows without a key are all new
+    /// (as on PostgreSQL) and go in with a plain INSERT.
+    fn new(table: &Table, mode: Mode, cols: Vec<usize>, was_empty: bool) -> Batch {
         let names: Vec<&str> = cols
             .iter()
             .map(|&c| table.columns[c].name.as_str())
@@ -701,7 +703,7 @@ impl Batch {
                     counted: false,
                 }
             }
-            (Mode::Upsert, None) if !cols.is_empty() => {
+            (Mode::Upsert, None) if !cols.is_empty() && !was_empty => {
                 // No key to match on: rows are counted, not matched. The n-th copy of a row
                 // (the last slot) goes in unless the table already holds n identical rows, so a
                 // fixture's duplicates are all loaded and a re-run adds nothing, as on PostgreSQL.
@@ -778,6 +780,7 @@ pub(super) fn load_rows(
                 table,
                 plan.mode,
                 fields.iter().map(|(i, _)| *i).collect(),
+                plan.was_empty,
             ));
             // Copies are counted per batch, as PostgreSQL numbers them per staged batch.
             copies.clear();
