@@ -659,10 +659,10 @@ fn insert_from_stage(
     let key: Option<&Vec<String>> = std::iter::once(&table.primary_key)
         .chain(table.unique.iter())
         .find(|k| !k.is_empty() && k.iter().all(|c| names.contains(&c.as_str())));
-    let source = quote_ident(stage);
+    let source = format!("{} AS s", quote_ident(stage));
     let insert_from = |source: &str, extra_cols: &[String], extra_exprs: &[String]| {
         format!(
-            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {source} AS s",
+            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {source}",
             table.name.sql(),
             quoted
                 .iter()
@@ -798,17 +798,21 @@ fn insert_from_stage(
             // duplicates are all loaded and a re-run adds nothing (SQLite counts the same way).
             let cmp_t: Vec<String> = quoted.iter().map(|q| format!("x.{q}")).collect();
             let row_text = format!("(ROW({}, NULL))::text", exprs.join(", "));
+            // Counted with one pass over each side (a hash join, like NOT EXISTS), not a
+            // count per staged row.
             let numbered = format!(
-                "(SELECT s.*, row_number() OVER (PARTITION BY {row_text}) AS dbfixtures_copy \
-                 FROM {source} AS s)"
+                "(SELECT s.*, {row_text} AS dbfixtures_row, \
+                 row_number() OVER (PARTITION BY {row_text}) AS dbfixtures_copy FROM {source}) AS s \
+                 LEFT JOIN (SELECT (ROW({}, NULL))::text AS k, count(*) AS n FROM {} AS x \
+                 GROUP BY 1) AS e ON e.k = s.dbfixtures_row",
+                cmp_t.join(", "),
+                table.name.sql()
             );
-            let insert = insert_from(&numbered, &[], &[]);
             let written = write(
                 conn,
                 format!(
-                    "{insert} WHERE s.dbfixtures_copy > (SELECT count(*) FROM {} AS x WHERE (ROW({}, NULL))::text = {row_text})",
-                    table.name.sql(),
-                    cmp_t.join(", "),
+                    "{} WHERE s.dbfixtures_copy > coalesce(e.n, 0)",
+                    insert_from(&numbered, &[], &[])
                 ),
             )?;
             Ok(BatchResult {
