@@ -28,6 +28,32 @@ pub(super) fn load_options(a: &LoadArgs, config: &Config) -> Result<DjangoOption
     Ok(opts.with_config(&config.django))
 }
 
+/// The `--django-model` flags, then the config file's `[django] models` they do not override.
+fn dump_models(a: &super::DumpArgs, config: &Config) -> Vec<(String, String)> {
+    let mut models = a.django_models.clone();
+    for (table, model) in &config.django.models {
+        if !models.iter().any(|(t, _)| t == table) {
+            models.push((table.clone(), model.clone()));
+        }
+    }
+    models
+}
+
+/// `dump --plan --format django`: the plan's tables must all be models, as the dump checks.
+pub(super) fn check_plan(
+    conn: &mut dbfixtures::Connection,
+    a: &super::DumpArgs,
+    config: &Config,
+    plan: &dbfixtures::subset::Plan,
+) -> Result<()> {
+    let dj = dbfixtures::format::django::dump::DjangoDumpOptions {
+        models: dump_models(a, config),
+        jsonl: false,
+    };
+    let tables: Vec<String> = plan.tables.iter().map(|t| t.table.clone()).collect();
+    dbfixtures::format::django::dump::check_models(conn, &dj, &tables)
+}
+
 /// `dump --format django`.
 pub(super) fn dump(
     conn: &mut dbfixtures::Connection,
@@ -36,12 +62,7 @@ pub(super) fn dump(
     config: &Config,
     msg: &super::Messages,
 ) -> Result<super::Outcome> {
-    let mut models = a.django_models.clone();
-    for (table, model) in &config.django.models {
-        if !models.iter().any(|(t, _)| t == table) {
-            models.push((table.clone(), model.clone()));
-        }
-    }
+    let models = dump_models(&a, config);
     if a.gzip
         || a.output
             .as_ref()

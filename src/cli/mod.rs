@@ -284,7 +284,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             if a.format == DumpFormat::Django && !a.subset.plan {
                 return django::dump(&mut conn, a, &opts, &config, &msg);
             }
-            dump(&mut conn, a, &opts, &msg)
+            dump(&mut conn, a, &opts, &config, &msg)
         }
         Command::Load(a) => {
             // --migrate may create the SQLite file; a load that does not commit removes it again.
@@ -350,7 +350,13 @@ fn dump_options(
     })
 }
 
-fn dump(conn: &mut Connection, a: DumpArgs, opts: &DumpOptions, msg: &Messages) -> Result<Outcome> {
+fn dump(
+    conn: &mut Connection,
+    a: DumpArgs,
+    opts: &DumpOptions,
+    config: &dbfixtures::config::Config,
+    msg: &Messages,
+) -> Result<Outcome> {
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
@@ -358,6 +364,9 @@ fn dump(conn: &mut Connection, a: DumpArgs, opts: &DumpOptions, msg: &Messages) 
     };
     if a.subset.plan {
         let plan = dbfixtures::dump::subset_plan(conn, opts, progress)?;
+        if a.format == DumpFormat::Django {
+            django::check_plan(conn, &a, config, &plan)?;
+        }
         subset::write_plan(&mut std::io::stdout().lock(), &plan).map_err(stdout_err)?;
         return Ok(Outcome::Ok);
     }

@@ -235,6 +235,9 @@ pub fn subset_plan(
     conn.transaction(TxMode::Snapshot, |conn| {
         let catalog = Catalog::read(conn)?;
         let selected = catalog.select(&opts.tables, &opts.exclude, &opts.schemas)?;
+        // The masks get the dump's checks, so a plan that succeeds is a dump that can run.
+        let postgres = matches!(conn, Connection::Pg(_));
+        MaskPlan::new(&catalog, &selected, &opts.mask, postgres)?;
         let ordered = dump_order(&catalog, &selected);
         // The plan is how a user finds out why a subset exploded: no row limit.
         let unlimited = SubsetOptions {

@@ -659,9 +659,10 @@ fn insert_from_stage(
     let key: Option<&Vec<String>> = std::iter::once(&table.primary_key)
         .chain(table.unique.iter())
         .find(|k| !k.is_empty() && k.iter().all(|c| names.contains(&c.as_str())));
-    let insert_with = |extra_cols: &[String], extra_exprs: &[String]| {
+    let source = format!("{} AS s", quote_ident(stage));
+    let insert_from = |source: &str, extra_cols: &[String], extra_exprs: &[String]| {
         format!(
-            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {} AS s",
+            "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {source}",
             table.name.sql(),
             quoted
                 .iter()
@@ -675,8 +676,10 @@ fn insert_from_stage(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", "),
-            quote_ident(stage)
         )
+    };
+    let insert_with = |extra_cols: &[String], extra_exprs: &[String]| {
+        insert_from(&source, extra_cols, extra_exprs)
     };
     let insert = insert_with(&[], &[]);
     let write = |conn: &mut Connection, sql: String| -> Result<u64> {
@@ -790,15 +793,26 @@ fn insert_from_stage(
             })
         }
         (Mode::Upsert, None) => {
-            // No key to match on: a row is new unless an identical row exists.
+            // No key to match on: rows are counted, not matched. The n-th copy of a row in the
+            // batch goes in unless the table already holds n identical rows, so a fixture's
+            // duplicates are all loaded and a re-run adds nothing (SQLite counts the same way).
             let cmp_t: Vec<String> = quoted.iter().map(|q| format!("x.{q}")).collect();
+            let row_text = format!("(ROW({}, NULL))::text", exprs.join(", "));
+            // Counted with one pass over each side (a hash join, like NOT EXISTS), not a
+            // count per staged row.
+            let numbered = format!(
+                "(SELECT s.*, {row_text} AS dbfixtures_row, \
+                 row_number() OVER (PARTITION BY {row_text}) AS dbfixtures_copy FROM {source}) AS s \
+                 LEFT JOIN (SELECT (ROW({}, NULL))::text AS k, count(*) AS n FROM {} AS x \
+                 GROUP BY 1) AS e ON e.k = s.dbfixtures_row",
+                cmp_t.join(", "),
+                table.name.sql()
+            );
             let written = write(
                 conn,
                 format!(
-                    "{insert} WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE (ROW({}, NULL))::text = (ROW({}, NULL))::text)",
-                    table.name.sql(),
-                    cmp_t.join(", "),
-                    exprs.join(", ")
+                    "{} WHERE s.dbfixtures_copy > coalesce(e.n, 0)",
+                    insert_from(&numbered, &[], &[])
                 ),
             )?;
             Ok(BatchResult {

@@ -10,7 +10,9 @@
 //!   (one change: updated, none: unchanged). Columns compare with `IS NOT ... COLLATE BINARY`,
 //!   which applies the column's affinity like the stored value got it, so a re-run of the same
 //!   fixture writes nothing;
-//! - upsert without a key: `INSERT ... SELECT ... WHERE NOT EXISTS (an identical row)`.
+//! - upsert without a key: the plain `INSERT` for the n-th copy of a row in the batch unless the
+//!   table held n identical rows before it (counted once per distinct row), so duplicates all
+//!   load and a re-run adds nothing.
 //!
 //! diesel caches each distinct statement text (with its bind types), so every statement is
 //! prepared once per load.
@@ -625,6 +627,12 @@ fn ask(c: &mut SqliteConnection, st: &Statement, binds: &[Bind<'_>]) -> QueryRes
     Ok(rows.first().is_some_and(|f| f.j == "true"))
 }
 
+/// The number the statement (`SELECT CAST(count(*) AS TEXT) AS j ...`) counts.
+fn held_rows(c: &mut SqliteConnection, st: &Statement, binds: &[Bind<'_>]) -> QueryResult<u64> {
+    let rows: Vec<Flag> = diesel::RunQueryDsl::load(Run { st, binds }, c)?;
+    Ok(rows.first().and_then(|f| f.j.parse().ok()).unwrap_or(0))
+}
+
 /// The statements for one column set.
 struct Batch {
     cols: Vec<usize>,
@@ -635,10 +643,14 @@ struct Batch {
     /// part of the key.
     update: Option<Statement>,
     keyed: bool,
+    /// Upsert without a key: how many rows identical to this one the table holds.
+    count: Option<Statement>,
 }
 
 impl Batch {
-    fn new(table: &Table, mode: Mode, cols: Vec<usize>) -> Batch {
+    /// `was_empty`: the table had no rows before this load, so rows without a key are all new
+    /// (as on PostgreSQL) and go in with a plain INSERT.
+    fn new(table: &Table, mode: Mode, cols: Vec<usize>, was_empty: bool) -> Batch {
         let names: Vec<&str> = cols
             .iter()
             .map(|&c| table.columns[c].name.as_str())
@@ -695,35 +707,35 @@ impl Batch {
                     first,
                     update,
                     keyed: true,
+                    count: None,
                 }
             }
-            (Mode::Upsert, None) if !cols.is_empty() => {
-                // No key to match on: a row is new unless an identical row exists.
-                first.sql(&format!(
-                    "INSERT INTO {} ({}) SELECT ",
-                    table.name.sql(),
-                    quoted.join(", ")
-                ));
-                first.bind_all(cols.len());
-                first.sql(&format!(
-                    " WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE ",
+            (Mode::Upsert, None) if !cols.is_empty() && !was_empty => {
+                // No key to match on: rows are counted, not matched. The n-th copy of a row in
+                // the batch goes in unless the table held n identical rows before the batch, so
+                // a fixture's duplicates all load and a re-run adds nothing, as on PostgreSQL.
+                // The table is counted once per distinct row, not once per row.
+                values(&mut first);
+                let mut count = Statement::new();
+                count.sql(&format!(
+                    "SELECT CAST(count(*) AS TEXT) AS j FROM {} AS x WHERE ",
                     table.name.sql()
                 ));
                 for (i, q) in quoted.iter().enumerate() {
                     if i > 0 {
-                        first.sql(" AND ");
+                        count.sql(" AND ");
                     }
-                    first
+                    count
                         .sql(&format!("x.{q} IS "))
                         .bind(i)
                         .sql(" COLLATE BINARY");
                 }
-                first.sql(")");
                 Batch {
                     cols,
                     first,
                     update: None,
                     keyed: false,
+                    count: Some(count),
                 }
             }
             _ => {
@@ -733,6 +745,7 @@ impl Batch {
                     first,
                     update: None,
                     keyed: false,
+                    count: None,
                 }
             }
         }
@@ -756,6 +769,9 @@ pub(super) fn load_rows(
         .collect();
     let mut counts = TableCounts::default();
     let mut batch: Option<Batch> = None;
+    // Upsert without a key: how many copies of each row this batch has given so far.
+    // (identical rows the table held before the batch, copies of the row seen in the batch).
+    let mut copies: std::collections::HashMap<String, (u64, u64)> = Default::default();
     let mut since_report = 0u64;
     while stream.advance()? {
         let fields = resolve(stream, table)?;
@@ -768,7 +784,10 @@ pub(super) fn load_rows(
                 table,
                 plan.mode,
                 fields.iter().map(|(i, _)| *i).collect(),
+                plan.was_empty,
             ));
+            // Copies are counted per batch, as PostgreSQL numbers them per staged batch.
+            copies.clear();
         }
         let b = batch.as_ref().expect("set above");
         let mut binds: Vec<Bind<'_>> = Vec::with_capacity(fields.len());
@@ -783,6 +802,26 @@ pub(super) fn load_rows(
             let (column, message) = explain(conn, table, &b.cols, &binds, describe_diesel(&e));
             stream.error(table, row, column.as_deref(), message)
         };
+        if let Some(count) = &b.count {
+            let key = format!("{binds:?}");
+            let (held, seen) = match copies.get_mut(&key) {
+                Some(c) => c,
+                None => {
+                    let held = match held_rows(sqlite(conn)?, count, &binds) {
+                        Ok(n) => n,
+                        Err(e) => return Err(fail(conn, e)),
+                    };
+                    copies.entry(key).or_insert((held, 0))
+                }
+            };
+            *seen += 1;
+            if *seen <= *held {
+                counts.rows += 1;
+                counts.unchanged += 1;
+                since_report += 1;
+                continue;
+            }
+        }
         let n = match run(sqlite(conn)?, &b.first, &binds) {
             Ok(n) => n,
             Err(e) => return Err(fail(conn, e)),
@@ -807,7 +846,7 @@ pub(super) fn load_rows(
             }
         }
         since_report += 1;
-        if since_report == 4096 {
+        if since_report >= 4096 {
             progress.rows(since_report);
             since_report = 0;
         }

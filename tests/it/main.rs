@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod compose;
 mod concurrency;
 mod copy_types;
 mod defer;

@@ -5,81 +5,17 @@
 //! where a full dump gives back the same rows.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use dbfixtures::{Connection, DatabaseUrl};
-
+use crate::support::both::{Db, Kind, BOTH};
 use crate::support::{cmd, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Pg,
-    Sqlite,
-}
-
-const BOTH: [Kind; 2] = [Kind::Pg, Kind::Sqlite];
-
-/// A database of either backend.
-enum Db {
-    Pg(TestDb),
-    /// The directory is kept (not read) so the file lives as long as the value.
-    Sqlite(#[allow(dead_code)] tempfile::TempDir, PathBuf),
-}
-
-impl Db {
-    fn new(kind: Kind, name: &str) -> Db {
-        match kind {
-            Kind::Pg => Db::Pg(TestDb::new(name)),
-            Kind::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("test.db");
-                Connection::open(&DatabaseUrl::Sqlite(path.clone()), true).unwrap();
-                Db::Sqlite(dir, path)
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Pg(db) => db.url(),
-            Db::Sqlite(_, p) => format!("sqlite://{}", p.display()),
-        }
-    }
-
-    fn sql(&self, sql: &str) {
-        match self {
-            Db::Pg(db) => db.sql(sql),
-            Db::Sqlite(_, p) => Connection::open(&DatabaseUrl::Sqlite(p.clone()), false)
-                .unwrap()
-                .execute(sql)
-                .unwrap_or_else(|e| panic!("{e}\n--- in:\n{sql}")),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        let out = cmd()
-            .args(args)
-            .arg("--database-url")
-            .arg(self.url())
-            .output()
-            .expect("run dbfixtures");
-        Out::from(out)
-    }
-
-    /// A full dump of every table.
-    fn dump_all(&self) -> String {
-        let out = self.run(&["dump", "--quiet"]);
-        assert_eq!(out.code, 0, "full dump failed: {out:#?}");
-        out.stdout
-    }
-}
 
 /// Parses a dump, keeping only tables with rows.
 fn tables_of(dump: &str) -> BTreeMap<String, Vec<Value>> {

@@ -71,7 +71,7 @@ pub fn dump(
     let lower = name.to_lowercase();
     let jsonl = dj.jsonl || lower.trim_end_matches(".gz").ends_with(".jsonl");
     let gzip = lower.ends_with(".gz");
-    let links = collect_links(&mut native, &catalog, &throughs)?;
+    let links = collect_links(&mut native, &catalog, &labels, &throughs)?;
     let write_all = |w: &mut dyn Write, native: &mut std::fs::File| -> Result<(u64, u64)> {
         let mut counter = Counting { inner: w, bytes: 0 };
         let objects = write_objects(
@@ -129,6 +129,26 @@ pub fn dump(
     summary.rows = objects;
     summary.bytes = bytes;
     Ok(summary)
+}
+
+/// Checks that every table in `tables` (keys, as a subset plan lists them) can be written as a
+/// Django model, as [`dump`] does before writing: `dump --plan --format django`.
+pub fn check_models(
+    conn: &mut Connection,
+    dj: &DjangoDumpOptions,
+    tables: &[String],
+) -> Result<()> {
+    let catalog = Catalog::read(conn)?;
+    let labels = model_labels(conn, &catalog, &dj.models)?;
+    let throughs = find_throughs(&catalog, &labels);
+    for key in tables {
+        let t = catalog.find(key)?;
+        let table = &catalog.tables[t];
+        if !throughs.contains_key(&t) && table.name.name != "django_migrations" {
+            model_of(table, labels.get(&t))?;
+        }
+    }
+    Ok(())
 }
 
 struct Counting<'a> {
@@ -270,6 +290,7 @@ fn read_error(e: ReadError) -> Error {
 fn collect_links(
     native: &mut std::fs::File,
     catalog: &Catalog,
+    labels: &HashMap<usize, String>,
     throughs: &HashMap<usize, Through>,
 ) -> Result<Links> {
     let mut links: Links = HashMap::new();
@@ -279,10 +300,13 @@ fn collect_links(
     let mut r = FixtureReader::new(BufReader::with_capacity(256 * 1024, &*native));
     let mut row = RawRow::default();
     while let Some(key) = r.next_table().map_err(read_error)? {
-        let through = catalog
-            .find(&key)
-            .ok()
-            .and_then(|t| throughs.get(&t).cloned());
+        let t = catalog.find(&key)?;
+        let table = &catalog.tables[t];
+        if !throughs.contains_key(&t) && table.name.name != "django_migrations" {
+            // Before the first byte is written: an unmapped table fails the dump, not halfway.
+            model_of(table, labels.get(&t))?;
+        }
+        let through = throughs.get(&t).cloned();
         let mut map: HashMap<String, Vec<String>> = HashMap::new();
         while r.next_row_into(&mut row).map_err(read_error)? {
             let Some(th) = &through else { continue };
@@ -326,6 +350,26 @@ impl From<Error> for WriteError {
     }
 }
 
+/// The model a written table becomes, or why it cannot be one (checked for every table before
+/// anything is written, and again as each is written).
+fn model_of<'a>(table: &Table, label: Option<&'a String>) -> Result<&'a String> {
+    let Some(label) = label else {
+        return Err(Error::Invalid(format!(
+            "table {} is no Django model (no content type names it): pass \
+             --django-model {}=app_label.model, or leave it out with --exclude-table",
+            table.key, table.key
+        )));
+    };
+    if table.primary_key.len() != 1 {
+        return Err(Error::Invalid(format!(
+            "table {} has {} primary-key columns; a Django model has one",
+            table.key,
+            table.primary_key.len()
+        )));
+    }
+    Ok(label)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_objects(
     native: &mut std::fs::File,
@@ -351,22 +395,7 @@ fn write_objects(
             while r.next_row_into(&mut row).map_err(read_error)? {}
             continue;
         }
-        let Some(label) = labels.get(&t) else {
-            return Err(Error::Invalid(format!(
-                "table {} is no Django model (no content type names it): pass \
-                 --django-model {}=app_label.model, or leave it out with --exclude-table",
-                table.key, table.key
-            ))
-            .into());
-        };
-        if table.primary_key.len() != 1 {
-            return Err(Error::Invalid(format!(
-                "table {} has {} primary-key columns; a Django model has one",
-                table.key,
-                table.primary_key.len()
-            ))
-            .into());
-        }
+        let label = model_of(table, labels.get(&t))?;
         let pk_col = &table.primary_key[0];
         let fk_cols: Vec<&str> = catalog
             .foreign_keys

@@ -557,4 +557,5 @@ pub fn xml_or_text(db: &TestDb, ddl: &str) -> String {
         ddl.replace(" xml,", " text,")
     }
 }
+pub mod both;
 pub mod django;
