@@ -292,6 +292,17 @@ pub(crate) fn realign(
     })
 }
 
+/// A numeric column fed by a sequence, as the backends read it.
+struct FedColumn<'a> {
+    /// Position of the sequence in the list being read.
+    pub seq: usize,
+    pub table: &'a QualifiedName,
+    pub column: &'a str,
+    /// An integer type: its MAX/MIN is exact as is. Other numeric types (numeric, float) are
+    /// rounded outward, since the sequence cares about the integer part that would collide.
+    pub integer: bool,
+}
+
 /// Reads current values and column extremes and computes each sequence's status.
 fn states(
     conn: &mut Connection,
@@ -303,7 +314,7 @@ fn states(
     }
     let seqs: Vec<&Sequence> = sequences.iter().map(|&s| &catalog.sequences[s]).collect();
     // Only numeric columns can be compared with a sequence value.
-    let mut columns: Vec<(usize, &QualifiedName, &str)> = Vec::new();
+    let mut columns: Vec<FedColumn> = Vec::new();
     let mut skipped: Vec<Vec<String>> = vec![Vec::new(); seqs.len()];
     for (i, seq) in seqs.iter().enumerate() {
         for f in &seq.feeds {
@@ -311,22 +322,30 @@ fn states(
                 continue;
             };
             match table.column(&f.column).map(|c| c.kind) {
-                Some(ValueKind::Integer | ValueKind::Number) => {
-                    columns.push((i, &table.name, f.column.as_str()))
-                }
+                Some(kind @ (ValueKind::Integer | ValueKind::Number)) => columns.push(FedColumn {
+                    seq: i,
+                    table: &table.name,
+                    column: f.column.as_str(),
+                    integer: kind == ValueKind::Integer,
+                }),
                 _ => skipped[i].push(format!("{}.{}", table.key, f.column)),
             }
         }
     }
+    // (current values, the extreme in each sequence's direction)
     let (current, extremes) = match conn.backend() {
-        Backend::Postgres => (
-            pg::current_values(conn, &seqs)?,
-            pg::extremes(conn, seqs.len(), &columns)?,
-        ),
-        Backend::Sqlite => (
-            sqlite::current_values(conn, &seqs)?,
-            sqlite::extremes(conn, seqs.len(), &columns)?,
-        ),
+        Backend::Postgres => pg::read(conn, &seqs, &columns)?,
+        Backend::Sqlite => {
+            let columns: Vec<(usize, &QualifiedName, &str)> =
+                columns.iter().map(|c| (c.seq, c.table, c.column)).collect();
+            let current = sqlite::current_values(conn, &seqs)?;
+            let extremes = sqlite::extremes(conn, seqs.len(), &columns)?
+                .into_iter()
+                .zip(&seqs)
+                .map(|((max, min), s)| if s.increment > 0 { max } else { min })
+                .collect::<Vec<_>>();
+            (current, extremes)
+        }
     };
     let mut out = Vec::with_capacity(seqs.len());
     for (i, seq) in seqs.iter().enumerate() {
@@ -336,8 +355,7 @@ fn states(
         if seq.cycle && !(seq.min..=seq.max).contains(&next_value) {
             next_value = if ascending { seq.min } else { seq.max };
         }
-        let (max, min) = extremes[i];
-        let extreme = if ascending { max } else { min };
+        let extreme = extremes[i];
         let target = target_for(seq, extreme);
         let in_bounds = (seq.min..=seq.max).contains(&next_value);
         let status = match (target, extreme) {

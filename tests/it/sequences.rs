@@ -1027,3 +1027,32 @@ fn cycling_sequence_wraps_instead_of_being_exhausted() {
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
     assert_eq!(int(&db, "SELECT nextval('cyc_seq')"), 1);
 }
+
+#[test]
+fn bigint_above_2_pow_53_and_fractional_columns_are_exact() {
+    let db = TestDb::new("exact_extremes");
+    db.sql(
+        "CREATE TABLE big (id bigserial PRIMARY KEY);
+         INSERT INTO big (id) VALUES (9007199254740993);
+         CREATE SEQUENCE up_seq;
+         CREATE TABLE amounts (id numeric(12,2) DEFAULT nextval('up_seq'));
+         CREATE TABLE counts (id int DEFAULT nextval('up_seq'));
+         INSERT INTO amounts VALUES (7.25);
+         INSERT INTO counts VALUES (5);
+         CREATE SEQUENCE f_seq;
+         CREATE TABLE floats (id float8 DEFAULT nextval('f_seq'));
+         INSERT INTO floats VALUES (3.5), (-2.5);
+         CREATE SEQUENCE down_seq INCREMENT -1 MAXVALUE -1 START -1;
+         CREATE TABLE downs (id numeric DEFAULT nextval('down_seq'), n int);
+         INSERT INTO downs VALUES (-4.5, 1), (-2, 2);",
+    );
+    reset(&db, &[]);
+    assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+    // float8 would have rounded 9007199254740993 to ...992 and handed out ...993 again.
+    assert_eq!(int(&db, "SELECT nextval('big_id_seq')"), 9007199254740994);
+    // greatest(ceil(7.25), 5) + 1
+    assert_eq!(int(&db, "SELECT nextval('up_seq')"), 9);
+    assert_eq!(int(&db, "SELECT nextval('f_seq')"), 5);
+    // floor(-4.5) - 1
+    assert_eq!(int(&db, "SELECT nextval('down_seq')"), -6);
+}
