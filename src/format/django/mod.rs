@@ -99,6 +99,24 @@ pub(crate) const BUILTIN_TABLES: &[(&str, &str)] = &[
     ("migrations.migration", "django_migrations"),
 ];
 
+/// The streaming Django reader on bytes in memory, for the `django_reader` fuzz target: how many
+/// objects it read, or its error. Not a stable API.
+#[doc(hidden)]
+pub fn read_objects_for_fuzzing(data: &[u8], jsonl: bool) -> Result<usize> {
+    let input: Box<dyn BufRead> = Box::new(std::io::Cursor::new(data.to_vec()));
+    let mut n = 0;
+    read::for_each_object(input, "<fuzz>", jsonl, &mut |index, obj| {
+        assert_eq!(index, n, "objects are numbered in file order");
+        let _ = (obj.model.len(), obj.pk.map(|p| p.get().len()));
+        for (k, v) in &obj.fields {
+            let _ = (k.len(), v.get().len());
+        }
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
 /// Parses `TABLE=app_label.model`.
 pub fn parse_model_mapping(s: &str) -> std::result::Result<(String, String), String> {
     let (table, model) = s
