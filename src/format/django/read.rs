@@ -312,6 +312,21 @@ fn for_each_line(
         if line.trim_ascii().is_empty() {
             continue;
         }
+        // serde would also read a struct from a JSON array (`["app.model"]`): only objects are
+        // Django objects, as in the array form.
+        if line.trim_ascii_start().first() != Some(&b'{') {
+            let column = line.len() - line.trim_ascii_start().len() + 1;
+            return Err(Error::DjangoObject {
+                location: Box::new(DjangoLocation {
+                    file: name.to_string(),
+                    line: Some(line_no),
+                    column: Some(column),
+                    object: Some(index),
+                    ..Default::default()
+                }),
+                message: "not a Django fixture object: expected an object".into(),
+            });
+        }
         let obj: Object = serde_json::from_slice(&line).map_err(|e| {
             let mut err = syntax_error(name, &e, index);
             if let Error::DjangoObject { location, .. } = &mut err {
@@ -365,6 +380,19 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a[0].2.as_deref(), Some("1"));
         assert_eq!(a[1].2, None);
+    }
+
+    #[test]
+    fn fuzz_regression_a_json_lines_array_is_not_an_object() {
+        // `cargo fuzz run django_reader`: serde read `[""]` as an object with model "".
+        for text in ["[\"\"]\n", "{\"model\": \"a.b\"}\n  [\"a.b\", 1]\n"] {
+            let e = read(text, true).unwrap_err().to_string();
+            assert!(e.contains("expected an object"), "{text:?}: {e}");
+        }
+        let e = read("{\"model\": \"a.b\"}\n  [\"a.b\"]\n", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.json:2:3, object 1"), "{e}");
     }
 
     #[test]
