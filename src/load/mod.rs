@@ -172,14 +172,7 @@ pub fn load_paths(
     for (i, inp) in inputs.iter().enumerate() {
         occurrences.extend(inp.scan(i)?);
     }
-    // A dry run rolls back by failing the transaction on purpose, carrying its report out.
-    let mut dry_report = None;
-    let result = conn.transaction(TxMode::ReadWrite, |conn| {
-        let migrations = if opts.migrate {
-            crate::migrate::run_pending(conn)?
-        } else {
-            Vec::new()
-        };
+    in_transaction(conn, opts, |conn| {
         let catalog = Catalog::read(conn)?;
         let (tables, occ_table) = resolve_tables(&catalog, &inputs, &occurrences)?;
         // nextval (rows that leave their id to its default) and setval are not undone by
@@ -213,19 +206,36 @@ pub fn load_paths(
                 }
             }
         }
-        let mut report = loaded?;
+        loaded
+    })
+}
+
+/// Runs `body` as the load's one transaction: pending migrations first (`--migrate`, so the
+/// body sees the tables they create), then the body; a dry run rolls back by failing the
+/// transaction on purpose and carries its report out. Both fixture formats load through here.
+pub(crate) fn in_transaction(
+    conn: &mut Connection,
+    opts: &LoadOptions,
+    body: impl FnOnce(&mut Connection) -> Result<LoadReport>,
+) -> Result<LoadReport> {
+    let mut dry_report = None;
+    let result = conn.transaction(TxMode::ReadWrite, |conn| {
+        let migrations = if opts.migrate {
+            crate::migrate::run_pending(conn)?
+        } else {
+            Vec::new()
+        };
+        let mut report = body(conn)?;
         report.migrations = migrations;
         if opts.dry_run {
+            report.dry_run = true;
             dry_report = Some(report);
             return Err(Error::Invalid("dry run".into()));
         }
         Ok(report)
     });
     match (result, dry_report) {
-        (_, Some(mut report)) => {
-            report.dry_run = true;
-            Ok(report)
-        }
+        (_, Some(report)) => Ok(report),
         (r, None) => r,
     }
 }

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::natural::{self, NaturalKeys};
 use super::read::{for_each_object, Object};
 use super::{detect, open_decompressed, Detected, DjangoOptions, Format};
-use crate::backend::{Backend, Connection, TxMode};
+use crate::backend::{Backend, Connection};
 use crate::catalog::{Catalog, Column, QualifiedName, ValueKind};
 use crate::error::{DjangoLocation, Error, Result};
 use crate::format::copy_text::push_json_string;
@@ -37,14 +37,8 @@ pub fn load_paths(
     if sources.iter().all(|s| s.kind == Detected::Native) {
         return crate::load::load_paths(conn, paths, opts, progress);
     }
-    let mut dry_report = None;
-    let result = conn.transaction(TxMode::ReadWrite, |conn| {
-        // Migrations first: the translation needs the tables they create.
-        let migrations = if opts.migrate {
-            crate::migrate::run_pending(conn)?
-        } else {
-            Vec::new()
-        };
+    // Migrations run first (the translation needs the tables they create), once, for both.
+    crate::load::in_transaction(conn, opts, |conn| {
         let opts = &LoadOptions {
             migrate: false,
             ..opts.clone()
@@ -71,17 +65,8 @@ pub fn load_paths(
         let mut report = crate::load::load_paths(conn, &native, opts, progress)
             .map_err(|e| translated.map_error(e, &sources))?;
         report.files = sources.len();
-        report.migrations = migrations;
-        if report.dry_run {
-            dry_report = Some(report);
-            return Err(Error::Invalid("dry run".into()));
-        }
         Ok(report)
-    });
-    match (result, dry_report) {
-        (_, Some(report)) => Ok(report),
-        (r, None) => r,
-    }
+    })
 }
 
 fn translate_all(
