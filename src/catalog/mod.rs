@@ -155,9 +155,10 @@ pub struct SequenceUse {
     pub kind: ValueKind,
 }
 
-/// A sequence that feeds at least one column of a catalog table. On SQLite the "sequence" is the
-/// table's `sqlite_sequence` row (name = the table's name, increment 1).
-#[derive(Debug, Clone, Deserialize)]
+/// A sequence that feeds a column. `feeds` lists the columns of catalog tables it feeds, which
+/// may be none (a sequence used only by a view or an extension's table). On SQLite the
+/// "sequence" is the table's `sqlite_sequence` row (name = the table's name, increment 1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Sequence {
     pub name: QualifiedName,
     #[serde(deserialize_with = "de_i128")]

@@ -173,29 +173,31 @@ fn sequences_sql() -> String {
     -- owned by a column: serial (deptype a) and identity (deptype i)
     SELECT d.objid AS seq, d.refobjid AS tbl, d.refobjsubid AS attnum
       FROM pg_depend d
+      JOIN pg_sequence s ON s.seqrelid = d.objid
      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
        AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
     UNION
     -- referenced by a column default: nextval('s'::regclass), with or without OWNED BY
     SELECT d.refobjid, ad.adrelid, ad.adnum
       FROM pg_depend d
+      JOIN pg_sequence s ON s.seqrelid = d.refobjid
       JOIN pg_attrdef ad ON ad.oid = d.objid
      WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
 ),
 -- Grouped once, not a subquery per sequence (that scanned all of `uses` for each sequence).
--- Every sequence with a use has a group (uses of views and partitions give it no feed), and
--- the groups drive the join below: the planner cannot estimate them (it guesses one row), and
--- as the inner side of a join it rescanned them once per sequence (90 ms for 1,000).
+-- The feeds are the columns of tables (the same filter as the table list). Every sequence with
+-- a use has a group (uses of views, partitions or extension tables give it no feed), and the
+-- groups drive the join below: the planner cannot estimate them (it guesses one row), and as
+-- the inner side of a join it rescanned them once per sequence (90 ms for 1,000).
 feeds AS (
     SELECT u.seq, json_agg(json_build_object(
-               'table', json_build_object('schema', tn.nspname, 'name', tc.relname),
+               'table', json_build_object('schema', n.nspname, 'name', c.relname),
                'column', a.attname,
-               'kind', {VALUE_KIND}) ORDER BY tn.nspname, tc.relname, a.attnum)
-             FILTER (WHERE tc.relkind IN ('r', 'p') AND NOT tc.relispartition) AS feeds
+               'kind', {VALUE_KIND}) ORDER BY n.nspname, c.relname, a.attnum)
+             FILTER (WHERE {filter}) AS feeds
       FROM uses u
-      JOIN pg_sequence ps ON ps.seqrelid = u.seq
-      JOIN pg_class tc ON tc.oid = u.tbl
-      JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+      JOIN pg_class c ON c.oid = u.tbl
+      JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = u.tbl AND a.attnum = u.attnum
       {BASE_TYPE_JOINS}
      GROUP BY u.seq
@@ -209,7 +211,8 @@ SELECT json_agg(json_build_object(
   FROM feeds f
   JOIN pg_sequence s ON s.seqrelid = f.seq
   JOIN pg_class sc ON sc.oid = f.seq
-  JOIN pg_namespace sn ON sn.oid = sc.relnamespace"#
+  JOIN pg_namespace sn ON sn.oid = sc.relnamespace"#,
+        filter = table_filter()
     )
 }
 

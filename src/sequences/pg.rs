@@ -17,10 +17,12 @@ pub(super) fn lock_sql(tables: &[&QualifiedName]) -> String {
 }
 
 /// Puts the read queries (a JSON array of SQL texts, bound, never spliced) in a setting local
-/// to the transaction, and says whether this role may run the PL/pgSQL loop that runs them.
-const SET_QUERIES_SQL: &str = "SELECT to_json(EXISTS (SELECT 1 FROM pg_language l \
-         WHERE l.lanname = 'plpgsql' AND has_language_privilege(l.oid, 'USAGE')))::text AS j \
-    FROM (SELECT set_config('dbfixtures.realign_queries', $1, true)) AS s";
+/// to the transaction, and says whether this role may run the PL/pgSQL loop that runs them:
+/// `[length of the setting, may loop]` (both in the select list, so both are evaluated).
+const SET_QUERIES_SQL: &str = "SELECT json_build_array(\
+    length(set_config('dbfixtures.realign_queries', $1, true)), \
+    EXISTS (SELECT 1 FROM pg_language l \
+             WHERE l.lanname = 'plpgsql' AND has_language_privilege(l.oid, 'USAGE')))::text AS j";
 
 /// Runs each query of `dbfixtures.realign_queries` (each returns one JSON value) and leaves
 /// their answers, in order, as one JSON array in `dbfixtures.realign_answers`: one round trip
@@ -55,7 +57,7 @@ const CHUNK: usize = 50;
 fn run_all(conn: &mut Connection, queries: &[String]) -> Result<Vec<serde_json::Value>> {
     let list =
         serde_json::to_string(queries).map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
-    let may_loop: bool = conn.query_json_bound(SET_QUERIES_SQL, &list)?;
+    let (_, may_loop): (u64, bool) = conn.query_json_bound(SET_QUERIES_SQL, &list)?;
     if may_loop {
         conn.execute(READ_LOOP_SQL)?;
         let answers: Option<Vec<serde_json::Value>> = conn.query_json(ANSWERS_SQL)?;
