@@ -313,13 +313,19 @@ impl Connection {
             Connection::Sqlite(c) => diesel::sql_query(sql).load(c),
         }
         .map_err(|e| Error::db(short_sql(sql), describe_diesel(&e)))?;
-        let text = rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.j)
-            .unwrap_or_else(|| "null".to_string());
-        serde_json::from_str(&text)
-            .map_err(|e| Error::db(short_sql(sql), format!("unexpected catalog answer: {e}")))
+        json_answer(sql, rows)
+    }
+
+    /// [`Self::query_json`] with `param` bound to the statement's one text parameter (`$1` on
+    /// PostgreSQL, `?` on SQLite).
+    pub fn query_json_bound<T: DeserializeOwned>(&mut self, sql: &str, param: &str) -> Result<T> {
+        let q = diesel::sql_query(sql).bind::<diesel::sql_types::Text, _>(param);
+        let rows: Vec<JsonText> = match self {
+            Connection::Pg(c) => q.load(c),
+            Connection::Sqlite(c) => q.load(c),
+        }
+        .map_err(|e| Error::db(short_sql(sql), describe_diesel(&e)))?;
+        json_answer(sql, rows)
     }
 
     /// Runs `f` in a transaction: committed when it returns Ok, rolled back otherwise. Nested
@@ -411,6 +417,17 @@ impl Connection {
             Connection::Sqlite(_) => None,
         }
     }
+}
+
+/// The JSON in column `j` of the first row (`null` without a row or for NULL), deserialized.
+fn json_answer<T: DeserializeOwned>(sql: &str, rows: Vec<JsonText>) -> Result<T> {
+    let text = rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.j)
+        .unwrap_or_else(|| "null".to_string());
+    serde_json::from_str(&text)
+        .map_err(|e| Error::db(short_sql(sql), format!("unexpected catalog answer: {e}")))
 }
 
 /// libpq echoes connection parameters in a few messages; make sure the password is not among them.

@@ -150,11 +150,15 @@ pub struct ForeignKey {
 pub struct SequenceUse {
     pub table: QualifiedName,
     pub column: String,
+    /// The column's [`ValueKind`], as its [`Column`] in the table has it: realignment compares
+    /// only numeric columns with the sequence, and reads it without the tables' columns.
+    pub kind: ValueKind,
 }
 
-/// A sequence that feeds at least one column of a catalog table. On SQLite the "sequence" is the
-/// table's `sqlite_sequence` row (name = the table's name, increment 1).
-#[derive(Debug, Clone, Deserialize)]
+/// A sequence that feeds a column. `feeds` lists the columns of catalog tables it feeds, which
+/// may be none (a sequence used only by a view or an extension's table). On SQLite the
+/// "sequence" is the table's `sqlite_sequence` row (name = the table's name, increment 1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Sequence {
     pub name: QualifiedName,
     #[serde(deserialize_with = "de_i128")]
@@ -190,16 +194,33 @@ pub struct Catalog {
 impl Catalog {
     /// Reads the catalog of the connected database.
     pub fn read(conn: &mut Connection) -> Result<Catalog> {
-        let mut cat = match conn {
+        let cat = match conn {
             Connection::Pg(_) => pg::read(conn)?,
             Connection::Sqlite(_) => sqlite::read(conn)?,
         };
-        cat.tables.sort_by(|a, b| a.name.cmp(&b.name));
-        let default_schema = cat.default_schema.clone();
-        for t in &mut cat.tables {
-            t.key = table_key(&t.name, &default_schema);
+        Ok(cat.finish())
+    }
+
+    /// The part of the catalog that sequence realignment works from, read faster: the same
+    /// tables (names, kinds and keys, so `find` and `select` answer as on the full catalog) and
+    /// the same sequences with the columns they feed, but tables without columns or keys and no
+    /// foreign keys. On PostgreSQL the columns are most of the full read's cost; SQLite reads
+    /// the full catalog (it is cheap there).
+    pub fn read_for_sequences(conn: &mut Connection) -> Result<Catalog> {
+        let cat = match conn {
+            Connection::Pg(_) => pg::read_for_sequences(conn)?,
+            Connection::Sqlite(_) => sqlite::read(conn)?,
+        };
+        Ok(cat.finish())
+    }
+
+    /// Sorts the tables and gives them their keys.
+    fn finish(mut self) -> Catalog {
+        self.tables.sort_by(|a, b| a.name.cmp(&b.name));
+        for t in &mut self.tables {
+            t.key = table_key(&t.name, &self.default_schema);
         }
-        Ok(cat)
+        self
     }
 
     pub fn table_index(&self, name: &QualifiedName) -> Option<usize> {

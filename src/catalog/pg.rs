@@ -3,9 +3,15 @@
 //!
 //! What counts as a table: ordinary and partitioned tables (`relkind` r, p) in every schema but
 //! the system ones, excluding partitions (their parent stands for them) and tables owned by an
-//! extension. A sequence "feeds" a column when it is owned by it (serial, identity) or when the
-//! column's DEFAULT references it (`nextval('s'::regclass)`, recorded in pg_depend), so shared
-//! sequences and sequences without OWNED BY are found too.
+//! extension ([`table_filter`], the one definition both reads use). A sequence "feeds" a column
+//! when it is owned by it (serial, identity) or when the column's DEFAULT references it
+//! (`nextval('s'::regclass)`, recorded in pg_depend), so shared sequences and sequences without
+//! OWNED BY are found too.
+//!
+//! [`read_for_sequences`] is the sequence path's read: the same table list (names only) and the
+//! same sequence query, without columns, keys and foreign keys. Columns are most of the full
+//! read's cost (`pg_get_expr` of every default, the type of every column): about 60 ms of 90 for
+//! 1,000 tables.
 
 use super::{Catalog, ForeignKey, Sequence, Table, MIGRATIONS_TABLE};
 use crate::backend::Connection;
@@ -16,21 +22,58 @@ const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema'
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
 pub(super) fn read(conn: &mut Connection) -> Result<Catalog> {
-    let default_schema: Option<String> =
-        conn.query_json("SELECT to_json(current_schema())::text AS j")?;
+    let default_schema = default_schema(conn)?;
     let tables: Option<Vec<Table>> = conn.query_json(&tables_sql())?;
     let foreign_keys: Option<Vec<ForeignKey>> = conn.query_json(&foreign_keys_sql())?;
     let sequences: Option<Vec<Sequence>> = conn.query_json(&sequences_sql())?;
     Ok(Catalog {
-        default_schema: default_schema.unwrap_or_else(|| "public".into()),
+        default_schema,
         tables: tables.unwrap_or_default(),
         foreign_keys: foreign_keys.unwrap_or_default(),
         sequences: sequences.unwrap_or_default(),
     })
 }
 
-/// How a base type is represented in fixtures; see [`super::ValueKind`]. Domains are unwrapped
-/// (two levels, which covers real schemas) before classifying.
+/// Every table by name and kind (no columns or keys), no foreign keys, and every sequence as
+/// [`read`] has it: what realignment uses (see [`Catalog::read_for_sequences`]).
+pub(super) fn read_for_sequences(conn: &mut Connection) -> Result<Catalog> {
+    let default_schema = default_schema(conn)?;
+    let tables: Option<Vec<Table>> = conn.query_json(&table_names_sql())?;
+    let sequences: Option<Vec<Sequence>> = conn.query_json(&sequences_sql())?;
+    Ok(Catalog {
+        default_schema,
+        tables: tables.unwrap_or_default(),
+        foreign_keys: Vec::new(),
+        sequences: sequences.unwrap_or_default(),
+    })
+}
+
+fn default_schema(conn: &mut Connection) -> Result<String> {
+    let schema: Option<String> = conn.query_json("SELECT to_json(current_schema())::text AS j")?;
+    Ok(schema.unwrap_or_else(|| "public".into()))
+}
+
+/// The relations that are tables (see the module doc), as a condition on `pg_class c` joined
+/// to `pg_namespace n`.
+fn table_filter() -> String {
+    format!(
+        r#"c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
+     AND c.relname <> '{MIGRATIONS_TABLE}'
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                      AND e.objid = c.oid AND e.deptype = 'e')"#
+    )
+}
+
+/// Joins the base type of the column `a` as `bt`, for [`VALUE_KIND`]: domains are unwrapped (two
+/// levels, which covers real schemas).
+const BASE_TYPE_JOINS: &str = "JOIN pg_type ty ON ty.oid = a.atttypid
+            LEFT JOIN pg_type d1 ON d1.oid = ty.typbasetype AND ty.typtype = 'd'
+            LEFT JOIN pg_type d2 ON d2.oid = d1.typbasetype AND d1.typtype = 'd'
+            CROSS JOIN LATERAL (SELECT coalesce(d2, d1, ty) AS b) base
+            CROSS JOIN LATERAL (SELECT (base.b).*) bt";
+
+/// How the base type `bt` (see [`BASE_TYPE_JOINS`]) is represented in fixtures; see
+/// [`super::ValueKind`].
 const VALUE_KIND: &str = "CASE \
     WHEN bt.typcategory = 'A' OR bt.typtype = 'c' THEN 'structured' \
     WHEN bt.oid >= 16384 AND EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = bt.oid \
@@ -63,11 +106,7 @@ fn tables_sql() -> String {
                     'identity', nullif(a.attidentity::text, ''))
                   ORDER BY a.attnum)
             FROM pg_attribute a
-            JOIN pg_type ty ON ty.oid = a.atttypid
-            LEFT JOIN pg_type d1 ON d1.oid = ty.typbasetype AND ty.typtype = 'd'
-            LEFT JOIN pg_type d2 ON d2.oid = d1.typbasetype AND d1.typtype = 'd'
-            CROSS JOIN LATERAL (SELECT coalesce(d2, d1, ty) AS b) base
-            CROSS JOIN LATERAL (SELECT (base.b).*) bt
+            {BASE_TYPE_JOINS}
             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
          coalesce((SELECT json_agg(a.attname ORDER BY k.ord)
@@ -85,11 +124,22 @@ fn tables_sql() -> String {
                 AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid) u), '[]') AS unique
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
-     AND c.relname <> '{MIGRATIONS_TABLE}'
-     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
-                      AND e.objid = c.oid AND e.deptype = 'e')
-) t"#
+   WHERE {filter}
+) t"#,
+        filter = table_filter()
+    )
+}
+
+/// The tables of [`tables_sql`] with their name and kind only.
+fn table_names_sql() -> String {
+    format!(
+        r#"SELECT json_agg(json_build_object(
+    'name', json_build_object('schema', n.nspname, 'name', c.relname),
+    'kind', c.relkind::text, 'columns', '[]'::json, 'primary_key', '[]'::json))::text AS j
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {}"#,
+        table_filter()
     )
 }
 
@@ -118,30 +168,38 @@ fn foreign_keys_sql() -> String {
 }
 
 fn sequences_sql() -> String {
-    r#"WITH uses AS (
+    format!(
+        r#"WITH uses AS (
     -- owned by a column: serial (deptype a) and identity (deptype i)
     SELECT d.objid AS seq, d.refobjid AS tbl, d.refobjsubid AS attnum
       FROM pg_depend d
+      JOIN pg_sequence s ON s.seqrelid = d.objid
      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
        AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
     UNION
     -- referenced by a column default: nextval('s'::regclass), with or without OWNED BY
     SELECT d.refobjid, ad.adrelid, ad.adnum
       FROM pg_depend d
+      JOIN pg_sequence s ON s.seqrelid = d.refobjid
       JOIN pg_attrdef ad ON ad.oid = d.objid
      WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
 ),
--- grouped once, not a subquery per sequence (that scanned all of `uses` for each sequence)
+-- Grouped once, not a subquery per sequence (that scanned all of `uses` for each sequence).
+-- The feeds are the columns of tables (the same filter as the table list). Every sequence with
+-- a use has a group (uses of views, partitions or extension tables give it no feed), and the
+-- groups drive the join below: the planner cannot estimate them (it guesses one row), and as
+-- the inner side of a join it rescanned them once per sequence (90 ms for 1,000).
 feeds AS (
     SELECT u.seq, json_agg(json_build_object(
-               'table', json_build_object('schema', tn.nspname, 'name', tc.relname),
-               'column', a.attname) ORDER BY tn.nspname, tc.relname, a.attnum) AS feeds
+               'table', json_build_object('schema', n.nspname, 'name', c.relname),
+               'column', a.attname,
+               'kind', {VALUE_KIND}) ORDER BY n.nspname, c.relname, a.attnum)
+             FILTER (WHERE {filter}) AS feeds
       FROM uses u
-      JOIN pg_sequence ps ON ps.seqrelid = u.seq
-      JOIN pg_class tc ON tc.oid = u.tbl
-      JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+      JOIN pg_class c ON c.oid = u.tbl
+      JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = u.tbl AND a.attnum = u.attnum
-     WHERE tc.relkind IN ('r', 'p') AND NOT tc.relispartition
+      {BASE_TYPE_JOINS}
      GROUP BY u.seq
 )
 SELECT json_agg(json_build_object(
@@ -150,12 +208,12 @@ SELECT json_agg(json_build_object(
     'min', s.seqmin::text, 'max', s.seqmax::text, 'cycle', s.seqcycle,
     'feeds', coalesce(f.feeds, '[]'::json))
   ORDER BY sn.nspname, sc.relname)::text AS j
-  FROM pg_sequence s
-  JOIN pg_class sc ON sc.oid = s.seqrelid
-  JOIN pg_namespace sn ON sn.oid = sc.relnamespace
-  LEFT JOIN feeds f ON f.seq = s.seqrelid
- WHERE EXISTS (SELECT 1 FROM uses u WHERE u.seq = s.seqrelid)"#
-        .to_string()
+  FROM feeds f
+  JOIN pg_sequence s ON s.seqrelid = f.seq
+  JOIN pg_class sc ON sc.oid = f.seq
+  JOIN pg_namespace sn ON sn.oid = sc.relnamespace"#,
+        filter = table_filter()
+    )
 }
 
 /// One type as [`type_shape`] needs it.

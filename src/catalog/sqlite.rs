@@ -232,6 +232,8 @@ fn build(mut raw: Vec<RawTable>, rows: &HashMap<String, f64>) -> Catalog {
                 feeds: vec![SequenceUse {
                     table: name.clone(),
                     column: rowid_alias.unwrap_or_default().to_string(),
+                    // A rowid alias is declared INTEGER (see above).
+                    kind: ValueKind::Integer,
                 }],
             });
         }
@@ -654,7 +656,8 @@ mod tests {
             s.feeds,
             [SequenceUse {
                 table: qn(HOSTILE),
-                column: "id".into()
+                column: "id".into(),
+                kind: ValueKind::Integer,
             }]
         );
         // The hostile name was never run as SQL.

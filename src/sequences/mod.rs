@@ -13,6 +13,10 @@
 //!   writers (SHARE ROW EXCLUSIVE: reads go on, inserts wait), so nobody can insert between
 //!   reading MAX and moving the sequence. Sequence moves are not undone by ROLLBACK in
 //!   PostgreSQL, so they are always the last statements before COMMIT.
+//!
+//! It works from the catalog's table names and sequences only (never a table's columns: each
+//! feed carries its column's kind), so `inspect` and `reset` read the narrower
+//! [`Catalog::read_for_sequences`], while `load` passes its full catalog.
 
 mod pg;
 mod sqlite;
@@ -132,7 +136,7 @@ pub struct ResetReport {
 /// anything. Used by `sequences` and `reset-sequences --check`.
 pub fn inspect(conn: &mut Connection, tables: &[String]) -> Result<Vec<SequenceState>> {
     conn.transaction(TxMode::Snapshot, |conn| {
-        let catalog = Catalog::read(conn)?;
+        let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, tables)?;
         states(conn, &catalog, &selected)
     })
@@ -141,7 +145,7 @@ pub fn inspect(conn: &mut Connection, tables: &[String]) -> Result<Vec<SequenceS
 /// `reset-sequences`: realign in one transaction of its own (or a savepoint of the caller's).
 pub fn reset(conn: &mut Connection, opts: &ResetOptions) -> Result<ResetReport> {
     conn.transaction(TxMode::ReadWrite, |conn| {
-        let catalog = Catalog::read(conn)?;
+        let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, &opts.tables)?;
         realign(conn, &catalog, &selected, opts.never_rewind, opts.dry_run)
     })
@@ -321,12 +325,12 @@ fn states(
             let Some(table) = catalog.table(&f.table) else {
                 continue;
             };
-            match table.column(&f.column).map(|c| c.kind) {
-                Some(kind @ (ValueKind::Integer | ValueKind::Number)) => columns.push(FedColumn {
+            match f.kind {
+                ValueKind::Integer | ValueKind::Number => columns.push(FedColumn {
                     seq: i,
                     table: &table.name,
                     column: f.column.as_str(),
-                    integer: kind == ValueKind::Integer,
+                    integer: f.kind == ValueKind::Integer,
                 }),
                 _ => skipped[i].push(format!("{}.{}", table.key, f.column)),
             }

@@ -1,9 +1,6 @@
 //! PostgreSQL side of realignment: locking, reading each sequence's value together with the
-//! extreme of the columns it feeds (UNION ALLs of [`CHUNK`] branches, one per sequence), and
+//! extreme of the columns it feeds (one small query per sequence, run by a server-side loop), and
 //! moving sequences with `setval`.
-
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use crate::backend::Connection;
 use crate::catalog::{quote_ident, quote_literal, Catalog, QualifiedName, Sequence};
@@ -19,36 +16,63 @@ pub(super) fn lock_sql(tables: &[&QualifiedName]) -> String {
     )
 }
 
-/// Branches per UNION ALL query (one branch per sequence). PostgreSQL's planning time grows
-/// faster than the number of branches: for 1,000 sequences one query spends about 0.6 s in the
-/// planner. Chunks of 10, 20 and 50 measured within noise of each other end to end (the round
-/// trips cost about what the smaller plans save); 50 keeps the round trips few. The chunks run
-/// in the caller's transaction (a snapshot for `inspect`, under the table locks for `realign`),
-/// so they read one consistent state.
+/// Puts the read queries (a JSON array of SQL texts, bound, never spliced) in a setting local
+/// to the transaction, and says whether this role may run the PL/pgSQL loop that runs them:
+/// `[length of the setting, may loop]` (both in the select list, so both are evaluated).
+const SET_QUERIES_SQL: &str = "SELECT json_build_array(\
+    length(set_config('dbfixtures.realign_queries', $1, true)), \
+    EXISTS (SELECT 1 FROM pg_language l \
+             WHERE l.lanname = 'plpgsql' AND has_language_privilege(l.oid, 'USAGE')))::text AS j";
+
+/// Runs each query of `dbfixtures.realign_queries` (each returns one JSON value) and leaves
+/// their answers, in order, as one JSON array in `dbfixtures.realign_answers`: one round trip
+/// for any number of sequences. Each query is planned on its own, which is linear in their
+/// number; one UNION ALL of 1,000 branches spends about 0.6 s in the planner, and chunks of 50
+/// still cost about twice the planning of the separate queries. An anonymous block runs in the
+/// caller's transaction (the read-only snapshot of `inspect`, or under the table locks of
+/// `realign`), creates nothing, and needs only USAGE on plpgsql (granted to PUBLIC by default).
+const READ_LOOP_SQL: &str = "DO $dbfixtures$
+DECLARE
+    q text;
+    answer json;
+    answers json[] := '{}';
+BEGIN
+    FOR q IN SELECT json_array_elements_text(current_setting('dbfixtures.realign_queries')::json)
+    LOOP
+        EXECUTE q INTO answer;
+        answers := answers || answer;
+    END LOOP;
+    PERFORM set_config('dbfixtures.realign_answers', array_to_json(answers)::text, true);
+END
+$dbfixtures$";
+
+const ANSWERS_SQL: &str = "SELECT current_setting('dbfixtures.realign_answers') AS j";
+
+/// Branches per UNION ALL query when PL/pgSQL may not be used: PostgreSQL's planning time grows
+/// faster than the number of branches, and 10, 20 and 50 measured within noise of each other.
 const CHUNK: usize = 50;
 
-/// Runs `SELECT json_agg(x) FROM (part UNION ALL part ...) x` over `parts`, [`CHUNK`] at a time,
-/// and concatenates the rows.
-fn union_all<T: DeserializeOwned>(conn: &mut Connection, parts: &[String]) -> Result<Vec<T>> {
-    let mut rows = Vec::with_capacity(parts.len());
-    for chunk in parts.chunks(CHUNK) {
+/// The answers of `queries` (each `SELECT <one json value> AS r FROM ...`), in order. They run
+/// in the caller's transaction, so they read one consistent state.
+fn run_all(conn: &mut Connection, queries: &[String]) -> Result<Vec<serde_json::Value>> {
+    let list =
+        serde_json::to_string(queries).map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
+    let (_, may_loop): (u64, bool) = conn.query_json_bound(SET_QUERIES_SQL, &list)?;
+    if may_loop {
+        conn.execute(READ_LOOP_SQL)?;
+        let answers: Option<Vec<serde_json::Value>> = conn.query_json(ANSWERS_SQL)?;
+        return Ok(answers.unwrap_or_default());
+    }
+    let mut answers = Vec::with_capacity(queries.len());
+    for chunk in queries.chunks(CHUNK) {
         let sql = format!(
-            "SELECT json_agg(x)::text AS j FROM ({}) x",
+            "SELECT json_agg(x.r)::text AS j FROM ({}) x",
             chunk.join(" UNION ALL ")
         );
-        let part: Option<Vec<T>> = conn.query_json(&sql)?;
-        rows.extend(part.unwrap_or_default());
+        let part: Option<Vec<serde_json::Value>> = conn.query_json(&sql)?;
+        answers.extend(part.unwrap_or_default());
     }
-    Ok(rows)
-}
-
-#[derive(Deserialize)]
-struct Row {
-    i: usize,
-    last: String,
-    called: bool,
-    /// MAX (ascending sequence) or MIN (descending) over its columns; None without rows.
-    e: Option<String>,
+    Ok(answers)
 }
 
 /// The SQL giving the extreme of one column in the sequence's direction: MAX for an ascending
@@ -75,8 +99,7 @@ fn extreme_sql(col: &FedColumn, ascending: bool) -> String {
 
 /// For each sequence: (last value returned by nextval, next value nextval will return) and the
 /// extreme of the columns it feeds (MAX when ascending, MIN when descending, across all its
-/// `columns`; None when they hold no rows). One UNION ALL branch per sequence reads both, which
-/// halves the branches the planner sees compared with reading them apart.
+/// `columns`; None when they hold no rows). One query per sequence reads both.
 #[allow(clippy::type_complexity)]
 pub(super) fn read(
     conn: &mut Connection,
@@ -87,7 +110,7 @@ pub(super) fn read(
     for col in columns {
         terms[col.seq].push(extreme_sql(col, seqs[col.seq].increment > 0));
     }
-    let parts: Vec<String> = seqs
+    let queries: Vec<String> = seqs
         .iter()
         .zip(&terms)
         .enumerate()
@@ -100,23 +123,26 @@ pub(super) fn read(
                 _ => format!("least({})", terms.join(", ")),
             };
             format!(
-                "SELECT {i} AS i, last_value::text AS last, is_called AS called, \
-                 ({e})::text AS e FROM {}",
+                "SELECT json_build_array({i}, last_value::text, is_called, ({e})::text) AS r \
+                 FROM {}",
                 s.name.sql()
             )
         })
         .collect();
-    let rows: Vec<Row> = union_all(conn, &parts)?;
     let mut current = vec![(None, 0); seqs.len()];
     let mut extremes = vec![None; seqs.len()];
-    for r in rows {
-        let last: i128 = r.last.parse().unwrap_or_default();
-        current[r.i] = if r.called {
-            (Some(last), last + seqs[r.i].increment)
+    for answer in run_all(conn, &queries)? {
+        let (i, last, called, e): (usize, String, bool, Option<String>) =
+            serde_json::from_value(answer).map_err(|e| {
+                crate::error::Error::db("reading sequences", format!("unexpected answer: {e}"))
+            })?;
+        let last: i128 = last.parse().unwrap_or_default();
+        current[i] = if called {
+            (Some(last), last + seqs[i].increment)
         } else {
             (None, last)
         };
-        extremes[r.i] = r.e.and_then(|s| s.parse::<i128>().ok());
+        extremes[i] = e.and_then(|s| s.parse::<i128>().ok());
     }
     Ok((current, extremes))
 }

@@ -17,7 +17,7 @@ use dbfixtures::backend::TxMode;
 use dbfixtures::load::{load_paths, LoadOptions, Mode};
 use dbfixtures::{Error, NoProgress};
 
-use crate::support::{cmd, db_cmd, dbf, ident, Out, TestDb};
+use crate::support::{cmd, db_cmd, dbf, ident, AppRole, Out, TestDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -171,45 +171,6 @@ fn demo_inserts_succeed(db: &TestDb) {
 fn assert_contains(haystack: &str, needles: &[&str]) {
     for n in needles {
         assert!(haystack.contains(n), "expected {n:?} in:\n{haystack}");
-    }
-}
-
-/// A role without superuser rights that may read and write every table and sequence of `db`,
-/// dropped again when the guard goes (declare it after the database so it drops first).
-struct AppRole<'a> {
-    db: &'a TestDb,
-    name: String,
-}
-
-impl<'a> AppRole<'a> {
-    fn new(db: &'a TestDb, name: &str) -> AppRole<'a> {
-        let name = format!("dbf_app_{name}_{}", std::process::id());
-        db.sql(&format!(
-            "DROP ROLE IF EXISTS {0}; CREATE ROLE {0} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; \
-             GRANT USAGE ON SCHEMA public TO {0}; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO {0}; \
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {0};",
-            ident(&name)
-        ));
-        AppRole { db, name }
-    }
-
-    fn url(&self) -> String {
-        let mut u = url::Url::parse(&self.db.url()).unwrap();
-        u.set_username(&self.name).unwrap();
-        u.to_string()
-    }
-}
-
-impl Drop for AppRole<'_> {
-    fn drop(&mut self) {
-        let sql = format!(
-            "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
-            ident(&self.name)
-        );
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.sql(&sql))).is_err() {
-            eprintln!("warning: could not drop role {}", self.name);
-        }
     }
 }
 

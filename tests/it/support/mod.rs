@@ -213,6 +213,49 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A role without superuser rights that may read and write every table and sequence of `db`,
+/// dropped again when the guard goes (declare it after the database so it drops first).
+pub struct AppRole<'a> {
+    db: &'a TestDb,
+    name: String,
+}
+
+impl<'a> AppRole<'a> {
+    pub fn new(db: &'a TestDb, name: &str) -> AppRole<'a> {
+        let name = format!("dbf_app_{name}_{}", std::process::id());
+        db.sql(&format!(
+            "DROP ROLE IF EXISTS {0}; CREATE ROLE {0} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; \
+             GRANT USAGE ON SCHEMA public TO {0}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {0}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {0};",
+            ident(&name)
+        ));
+        AppRole { db, name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> String {
+        let mut u = url::Url::parse(&self.db.url()).unwrap();
+        u.set_username(&self.name).unwrap();
+        u.to_string()
+    }
+}
+
+impl Drop for AppRole<'_> {
+    fn drop(&mut self) {
+        let sql = format!(
+            "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+            ident(&self.name)
+        );
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.sql(&sql))).is_err() {
+            eprintln!("warning: could not drop role {}", self.name);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The server
 
