@@ -313,9 +313,11 @@ impl TestDbBuilder {
         let prefix = self.prefix_for(&server)?;
         let meta = self.clone_meta(&prefix, &key);
         let pool_size = self.pool_size()?;
+        // The pool is a shortcut: when claiming fails (a broken admin connection), the direct
+        // clone below reports what is wrong, if anything still is.
         let claimed = match pool_size {
             0 => None,
-            _ => server.claim(&prefix, &key, &meta)?,
+            _ => server.claim(&prefix, &key, &meta).ok().flatten(),
         };
         let pooled = claimed.is_some();
         let made = match claimed {
