@@ -14,10 +14,13 @@
 //!   half-built template is never cloned. On PostgreSQL it is then marked `IS_TEMPLATE` and
 //!   `ALLOW_CONNECTIONS false`: nobody can be connected to it when it is cloned.
 //! - Everything created carries a recognisable name (`PREFIX_t_KEY`, `PREFIX_c_KEY_PID_N`,
-//!   `PREFIX_b_KEY` while building) and metadata (PostgreSQL: `COMMENT ON DATABASE`; SQLite: the
-//!   clone's `.lock` file) saying what it is, for which prefix, when and for which process it
-//!   was made. [`prune`] only ever removes what carries that metadata, by age (or a dead owner
-//!   process on this host), and never while in use.
+//!   `PREFIX_p_KEY_PID_N` for pool members, `PREFIX_b_KEY` while building) and metadata
+//!   (PostgreSQL: `COMMENT ON DATABASE`; SQLite: the clone's `.lock` file) saying what it is,
+//!   for which prefix and key, when and for which process it was made. [`prune`] removes what
+//!   carries that metadata, by age (or a dead owner process on this host, or a pool member
+//!   whose template is gone), and never while in use. The one exception, found by its name:
+//!   a pool member a killed filler left without its comment (connections disallowed, no
+//!   comment at all, and no filler of its key holding the lock; see `pg.rs`).
 //! - A [`TestDatabase`] drops its database when it goes out of scope, unless the thread is
 //!   panicking: then it keeps it and prints where it is (password removed) on stderr. The drop
 //!   is synchronous: a drop handed to a background thread would be lost when the test process
@@ -56,7 +59,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_PREFIX: &str = "dbf";
 
 /// Free ready clones kept per template key on PostgreSQL when neither [`TestDbBuilder::pool`]
-/// nor [`POOL_ENV`] says otherwise (README: "The pool").
+/// nor [`POOL_ENV`] says otherwise (README: "The pool of ready clones").
 pub const DEFAULT_POOL_SIZE: usize = 4;
 
 /// The environment variable giving the pool size (`0` disables the pool); an explicit

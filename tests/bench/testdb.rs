@@ -146,9 +146,14 @@ fn main() {
             // Its filler stops: nothing refills in the background of what follows.
             drop(b);
             if pool_size > 0 {
-                b_fill(url, &prefix, migrations, &s.fixtures);
-                let (mut ready, served) =
-                    time_processes(url, &prefix, migrations, &s.fixtures, n, hold);
+                let target = Target {
+                    url,
+                    prefix: &prefix,
+                    migrations,
+                    fixtures: &s.fixtures,
+                };
+                target.fill();
+                let (mut ready, served) = target.time_processes(n, hold);
                 row(
                     &format!(
                         "clone from the pool, one process per test (nextest-like), holds it {} \
@@ -157,8 +162,8 @@ fn main() {
                     ),
                     &mut ready,
                 );
-                b_fill(url, &prefix, migrations, &s.fixtures);
-                let mut ready = time_cli(url, &prefix, migrations, &s.fixtures, n, hold);
+                target.fill();
+                let mut ready = target.time_cli(n, hold);
                 row(
                     &format!(
                         "testdb create CLI, one per test (pytest-like), holds it {} ms",
@@ -167,7 +172,7 @@ fn main() {
                     &mut ready,
                 );
                 // Waits for the detached fillers still at work, so they time nothing below.
-                b_fill(url, &prefix, migrations, &s.fixtures);
+                target.fill();
             }
             if is_pg {
                 for (strategy, name) in [
@@ -227,16 +232,6 @@ fn main() {
 
 const CHILD: &str = "TESTDB_BENCH_CHILD";
 
-/// Fills the pool (warm start) with a builder of its own, then lets it go.
-fn b_fill(url: &str, prefix: &str, migrations: &Path, fixtures: &Path) {
-    TestDbBuilder::new(url)
-        .prefix(prefix)
-        .migrations(migrations)
-        .fixtures([fixtures])
-        .fill_pool()
-        .expect("fill the pool");
-}
-
 /// A test process: `create`, print the time it took and whether the pool served it, hold the
 /// database, drop it, exit.
 fn child() {
@@ -260,71 +255,82 @@ fn child() {
     std::process::exit(0);
 }
 
-fn time_processes(
-    url: &str,
-    prefix: &str,
-    migrations: &Path,
-    fixtures: &Path,
-    n: usize,
-    hold: Duration,
-) -> (Vec<Duration>, usize) {
-    let exe = std::env::current_exe().expect("bench executable");
-    let mut served = 0;
-    let times = (0..n)
-        .map(|_| {
-            let out = std::process::Command::new(&exe)
-                .env(CHILD, "1")
-                .env(format!("{CHILD}_URL"), url)
-                .env(format!("{CHILD}_PREFIX"), prefix)
-                .env(format!("{CHILD}_MIGRATIONS"), migrations)
-                .env(format!("{CHILD}_FIXTURES"), fixtures)
-                .env(format!("{CHILD}_HOLD_MS"), hold.as_millis().to_string())
-                .output()
-                .expect("test process");
-            assert!(out.status.success(), "{out:?}");
-            let text = String::from_utf8(out.stdout).expect("UTF-8");
-            let (secs, pooled) = text.trim().split_once(' ').expect("time and pooled");
-            served += usize::from(pooled == "true");
-            Duration::from_secs_f64(secs.parse().expect("seconds"))
-        })
-        .collect();
-    (times, served)
+/// One server, prefix and schema, for the rows that run processes.
+struct Target<'a> {
+    url: &'a str,
+    prefix: &'a str,
+    migrations: &'a Path,
+    fixtures: &'a Path,
 }
 
-fn time_cli(
-    url: &str,
-    prefix: &str,
-    migrations: &Path,
-    fixtures: &Path,
-    n: usize,
-    hold: Duration,
-) -> Vec<Duration> {
-    let cli = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dbfixtures"));
-        c.env("DATABASE_URL", url);
-        c
-    };
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            let out = cli()
-                .args(["testdb", "create", "--prefix", prefix, "--migrations"])
-                .arg(migrations)
-                .arg(fixtures)
-                .output()
-                .expect("testdb create");
-            let spent = t.elapsed();
-            assert!(out.status.success(), "{out:?}");
-            let db_url = String::from_utf8(out.stdout).expect("UTF-8");
-            std::thread::sleep(hold);
-            let out = cli()
-                .args(["testdb", "drop", db_url.trim()])
-                .output()
-                .expect("testdb drop");
-            assert!(out.status.success(), "{out:?}");
-            spent
-        })
-        .collect()
+impl Target<'_> {
+    /// Fills the pool (warm start) with a builder of its own, then lets it go; waits for a
+    /// filler at work first.
+    fn fill(&self) {
+        TestDbBuilder::new(self.url)
+            .prefix(self.prefix)
+            .migrations(self.migrations)
+            .fixtures([self.fixtures])
+            .fill_pool()
+            .expect("fill the pool");
+    }
+
+    /// `n` test processes one after the other (see [`child`]): their `create` times, and how
+    /// many the pool served.
+    fn time_processes(&self, n: usize, hold: Duration) -> (Vec<Duration>, usize) {
+        let exe = std::env::current_exe().expect("bench executable");
+        let mut served = 0;
+        let times = (0..n)
+            .map(|_| {
+                let out = std::process::Command::new(&exe)
+                    .env(CHILD, "1")
+                    .env(format!("{CHILD}_URL"), self.url)
+                    .env(format!("{CHILD}_PREFIX"), self.prefix)
+                    .env(format!("{CHILD}_MIGRATIONS"), self.migrations)
+                    .env(format!("{CHILD}_FIXTURES"), self.fixtures)
+                    .env(format!("{CHILD}_HOLD_MS"), hold.as_millis().to_string())
+                    .output()
+                    .expect("test process");
+                assert!(out.status.success(), "{out:?}");
+                let text = String::from_utf8(out.stdout).expect("UTF-8");
+                let (secs, pooled) = text.trim().split_once(' ').expect("time and pooled");
+                served += usize::from(pooled == "true");
+                Duration::from_secs_f64(secs.parse().expect("seconds"))
+            })
+            .collect();
+        (times, served)
+    }
+
+    /// Wall time of `n` `dbfixtures testdb create` one after the other, each database held
+    /// `hold`, then dropped with `testdb drop` (not timed).
+    fn time_cli(&self, n: usize, hold: Duration) -> Vec<Duration> {
+        let cli = || {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dbfixtures"));
+            c.env("DATABASE_URL", self.url);
+            c
+        };
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                let out = cli()
+                    .args(["testdb", "create", "--prefix", self.prefix, "--migrations"])
+                    .arg(self.migrations)
+                    .arg(self.fixtures)
+                    .output()
+                    .expect("testdb create");
+                let spent = t.elapsed();
+                assert!(out.status.success(), "{out:?}");
+                let db_url = String::from_utf8(out.stdout).expect("UTF-8");
+                std::thread::sleep(hold);
+                let out = cli()
+                    .args(["testdb", "drop", db_url.trim()])
+                    .output()
+                    .expect("testdb drop");
+                assert!(out.status.success(), "{out:?}");
+                spent
+            })
+            .collect()
+    }
 }
 
 /// Time to a ready database from the pool, the time its drop takes when the test ends, and how

@@ -69,6 +69,22 @@ impl Place {
             .fixtures([self.fixture()])
     }
 
+    /// `testdb create` of the demo files under this test's prefix, `--pool N` when given.
+    fn create_args(&self, pool: Option<&str>) -> Vec<String> {
+        let mut a = vec!["create".to_string()];
+        if let Some(n) = pool {
+            a.extend(["--pool".to_string(), n.to_string()]);
+        }
+        a.extend([
+            "--prefix".to_string(),
+            self.prefix.clone(),
+            "--migrations".to_string(),
+            self.migrations().display().to_string(),
+            self.fixture().display().to_string(),
+        ]);
+        a
+    }
+
     fn prune(&self, older_than: Duration) -> testdb::PruneReport {
         testdb::prune(
             &self.url,
@@ -637,7 +653,7 @@ fn sqlite_rollback_path_restores_rows_and_sequences() {
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-fn cli(place: &Place, args: &[&str]) -> Out {
+fn cli(place: &Place, args: &[impl AsRef<std::ffi::OsStr>]) -> Out {
     let mut c = cmd();
     c.args(["testdb"])
         .args(args)
@@ -648,16 +664,7 @@ fn cli(place: &Place, args: &[&str]) -> Out {
 
 fn cli_create_drop_prune(engine: Engine) {
     let place = Place::new(engine, "cli");
-    let m = place.migrations();
-    let f = place.fixture();
-    let args = [
-        "create",
-        "--prefix",
-        &place.prefix,
-        "--migrations",
-        m.to_str().unwrap(),
-        f.to_str().unwrap(),
-    ];
+    let args = place.create_args(None);
     // Several test processes at once (nextest style): one builds, all get a database.
     let outs: Vec<Out> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..4).map(|_| s.spawn(|| cli(&place, &args))).collect();
@@ -910,18 +917,7 @@ fn pg_pool_claims_by_many_threads_never_share_a_database() {
 #[test]
 fn pg_pool_claims_by_several_processes_never_share_a_database() {
     let place = Place::new(Engine::Pg, "ppr");
-    let m = place.migrations();
-    let f = place.fixture();
-    let args = [
-        "create",
-        "--pool",
-        "3",
-        "--prefix",
-        &place.prefix,
-        "--migrations",
-        m.to_str().unwrap(),
-        f.to_str().unwrap(),
-    ];
+    let args = place.create_args(Some("3"));
     // The first builds the template; its detached filler fills the pool.
     let first = cli(&place, &args);
     assert_eq!(first.code, 0, "{first:?}");
@@ -1277,21 +1273,12 @@ fn pg_pool_disabled_still_works() {
     drop(b);
 
     // The CLI with DBFIXTURES_TESTDB_POOL=0: no claim, no filler.
-    let m = place.migrations();
-    let f = place.fixture();
     let create = |pool_env: &str| {
         let mut c = cmd();
-        c.args([
-            "testdb",
-            "create",
-            "--prefix",
-            &place.prefix,
-            "--migrations",
-        ])
-        .arg(&m)
-        .arg(&f)
-        .args(["--database-url", &place.url])
-        .env(testdb::POOL_ENV, pool_env);
+        c.arg("testdb")
+            .args(place.create_args(None))
+            .args(["--database-url", &place.url])
+            .env(testdb::POOL_ENV, pool_env);
         Out::from(c.output().unwrap())
     };
     let o = create("0");
@@ -1318,21 +1305,7 @@ fn sqlite_pool_option_is_accepted_and_keeps_nothing() {
     // The template and this clone: nothing kept in advance.
     assert_eq!(place.existing().len(), 2, "{:?}", place.existing());
     drop(db);
-    let m = place.migrations();
-    let f = place.fixture();
-    let o = cli(
-        &place,
-        &[
-            "create",
-            "--pool",
-            "3",
-            "--prefix",
-            &place.prefix,
-            "--migrations",
-            m.to_str().unwrap(),
-            f.to_str().unwrap(),
-        ],
-    );
+    let o = cli(&place, &place.create_args(Some("3")));
     assert_eq!(o.code, 0, "{o:?}");
     assert!(!fillers_running(&place.prefix), "no filler for SQLite");
     assert_eq!(place.existing().len(), 2, "{:?}", place.existing());
