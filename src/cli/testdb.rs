@@ -1,14 +1,22 @@
 //! `dbfixtures testdb create|drop|prune`: the template-and-clone test databases of
 //! `dbfixtures::testdb` for test suites in other languages. `create` prints the new database's
 //! URL on stdout (without password: pass it through PGPASSWORD or ~/.pgpass).
+//!
+//! `create` exits as soon as the URL is printed, so the pool of ready clones cannot be filled by
+//! a thread of it: it starts the hidden `testdb fill` with the same arguments as a detached
+//! process (null stdio, not waited for; the server URL goes through its environment, not its
+//! command line), which tops the pool up for the next `create` of any process and exits.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use clap::Subcommand;
 
 use dbfixtures::testdb::{self, PruneOptions, TestDbBuilder};
 use dbfixtures::{Error, Result};
+
+use clap::ValueEnum;
 
 use super::{stdout_err, LoadMode, Messages, Outcome};
 
@@ -21,14 +29,18 @@ pub enum TestdbCommand {
     Drop(DropArgs),
     /// Remove leaked clones and old templates that nothing uses
     Prune(PruneArgs),
+    /// Top the pool of ready clones up (started by `create` in the background)
+    #[command(hide = true)]
+    Fill(CreateArgs),
 }
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The template is keyed by a hash of dbfixtures' version, the server version, every \
                   migration and fixture file and the load mode: change a byte and a new one is \
-                  built. Names: PREFIX_t_KEY (templates), PREFIX_c_KEY_PID_N (clones); PREFIX \
-                  defaults to the --database-url's database (SQLite: file) name."
+                  built. Names: PREFIX_t_KEY (templates), PREFIX_c_KEY_PID_N (clones), \
+                  PREFIX_p_KEY_PID_N (free ready clones of the pool); PREFIX defaults to the \
+                  --database-url's database (SQLite: file) name."
 )]
 pub struct CreateArgs {
     /// Fixture files or directories loaded into the template
@@ -47,6 +59,10 @@ pub struct CreateArgs {
     /// Name prefix of the template and clones [default: the URL's database name]
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Free ready clones to keep on the server (PostgreSQL; 0: no pool; SQLite keeps none)
+    /// [default: $DBFIXTURES_TESTDB_POOL, else 4]
+    #[arg(long, value_name = "N")]
+    pub pool: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,34 +93,30 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
     let server = || url.ok_or(Error::NoDatabaseUrl);
     match command {
         TestdbCommand::Create(a) => {
-            let mut b = TestDbBuilder::new(server()?)
-                .fixtures(a.paths)
-                .mode(a.mode.into());
-            let migrations = match (a.migrations, a.migrate) {
-                (Some(d), _) => Some(d),
-                (None, true) => Some(dbfixtures::migrate::find_from_current_dir(
-                    dbfixtures::DatabaseUrl::parse(server()?)?.backend(),
-                )?),
-                (None, false) => None,
-            };
-            if let Some(d) = migrations {
-                b = b.migrations(d);
-            }
-            if let Some(p) = a.prefix {
-                b = b.prefix(p);
-            }
+            let server = server()?;
+            let (b, migrations) = builder(server, &a)?;
             // This process exits at once: the clone belongs to the test suite that ran it.
             #[cfg(unix)]
-            {
-                b = b.owner_pid(std::os::unix::process::parent_id());
-            }
+            let b = b.owner_pid(std::os::unix::process::parent_id());
             let db = b.create()?;
             if db.built_template() {
                 let (template, _) = b.template()?;
                 msg.say(format!("built template {template}"));
             }
             let url = db.keep();
-            writeln!(std::io::stdout().lock(), "{url}").map_err(stdout_err)?;
+            {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{url}").map_err(stdout_err)?;
+                out.flush().map_err(stdout_err)?;
+            }
+            if b.pool_size()? > 0 && matches!(url, dbfixtures::DatabaseUrl::Postgres(_)) {
+                spawn_filler(server, &a, migrations.as_deref(), msg);
+            }
+            Ok(Outcome::Ok)
+        }
+        TestdbCommand::Fill(a) => {
+            let (b, _) = builder(server()?, &a)?;
+            b.top_up_pool()?;
             Ok(Outcome::Ok)
         }
         TestdbCommand::Drop(a) => {
@@ -144,5 +156,69 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
             ));
             Ok(Outcome::Ok)
         }
+    }
+}
+
+/// The builder `create` and `fill` use, and the migrations directory it was given.
+fn builder(server: &str, a: &CreateArgs) -> Result<(TestDbBuilder, Option<PathBuf>)> {
+    let mut b = TestDbBuilder::new(server)
+        .fixtures(a.paths.iter().cloned())
+        .mode(a.mode.into());
+    let migrations = match (&a.migrations, a.migrate) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => Some(dbfixtures::migrate::find_from_current_dir(
+            dbfixtures::DatabaseUrl::parse(server)?.backend(),
+        )?),
+        (None, false) => None,
+    };
+    if let Some(d) = &migrations {
+        b = b.migrations(d);
+    }
+    if let Some(p) = &a.prefix {
+        b = b.prefix(p);
+    }
+    if let Some(n) = a.pool {
+        b = b.pool(n);
+    }
+    Ok((b, migrations))
+}
+
+/// Starts `dbfixtures testdb fill` with `create`'s arguments, detached: null stdio (so that a
+/// caller reading `create`'s output sees its end when `create` exits), never waited for. The
+/// server URL (it may hold a password) goes through the environment, not the command line.
+fn spawn_filler(
+    server: &str,
+    a: &CreateArgs,
+    migrations: Option<&std::path::Path>,
+    msg: &Messages,
+) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut c = Command::new(exe);
+    c.args(["--quiet", "testdb", "fill", "--mode"]).arg(
+        a.mode
+            .to_possible_value()
+            .expect("no skipped variants")
+            .get_name(),
+    );
+    if let Some(d) = migrations {
+        c.arg("--migrations").arg(d);
+    }
+    if let Some(p) = &a.prefix {
+        c.args(["--prefix", p]);
+    }
+    if let Some(n) = a.pool {
+        c.arg("--pool").arg(n.to_string());
+    }
+    c.arg("--").args(&a.paths);
+    c.env("DATABASE_URL", server)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // The clone is already printed: a filler that cannot start only means the next `create`
+    // clones directly.
+    if let Err(e) = c.spawn() {
+        msg.say(format!("could not start the pool filler: {e}"));
     }
 }

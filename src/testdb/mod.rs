@@ -14,17 +14,28 @@
 //!   half-built template is never cloned. On PostgreSQL it is then marked `IS_TEMPLATE` and
 //!   `ALLOW_CONNECTIONS false`: nobody can be connected to it when it is cloned.
 //! - Everything created carries a recognisable name (`PREFIX_t_KEY`, `PREFIX_c_KEY_PID_N`,
-//!   `PREFIX_b_KEY` while building) and metadata (PostgreSQL: `COMMENT ON DATABASE`; SQLite: the
-//!   clone's `.lock` file) saying what it is, for which prefix, when and for which process it
-//!   was made. [`prune`] only ever removes what carries that metadata, by age (or a dead owner
-//!   process on this host), and never while in use.
+//!   `PREFIX_p_KEY_PID_N` for pool members, `PREFIX_b_KEY` while building) and metadata
+//!   (PostgreSQL: `COMMENT ON DATABASE`; SQLite: the clone's `.lock` file) saying what it is,
+//!   for which prefix and key, when and for which process it was made. [`prune`] removes what
+//!   carries that metadata, by age (or a dead owner process on this host, or a pool member
+//!   whose template is gone), and never while in use. The one exception, found by its name:
+//!   a pool member a killed filler left without its comment (connections disallowed, no
+//!   comment at all, and no filler of its key holding the lock; see `pg.rs`).
 //! - A [`TestDatabase`] drops its database when it goes out of scope, unless the thread is
-//!   panicking: then it keeps it and prints where it is (password removed) on stderr.
+//!   panicking: then it keeps it and prints where it is (password removed) on stderr. The drop
+//!   is synchronous: a drop handed to a background thread would be lost when the test process
+//!   exits, leaking the database.
+//! - PostgreSQL keeps a *pool* of ready clones on the server (`PREFIX_p_KEY_PID_N`, see
+//!   `pg.rs`): `create` claims one atomically (threads and processes alike) and falls back to
+//!   a direct clone when the pool is empty, so a request never waits for the pool; a background
+//!   filler (`pool.rs`) tops it up. Only a member whose comment carries the current full key is
+//!   ever claimed. SQLite keeps no pool (a clone is a sub-millisecond file copy).
 //!
 //! Backend SQL and file handling live in `pg.rs` and `sqlite.rs`; building reuses `migrate` and
 //! `load` unchanged.
 
 mod pg;
+mod pool;
 mod sqlite;
 
 use std::io::Read;
@@ -46,6 +57,14 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// The prefix used when the server URL names no database.
 pub const DEFAULT_PREFIX: &str = "dbf";
+
+/// Free ready clones kept per template key on PostgreSQL when neither [`TestDbBuilder::pool`]
+/// nor [`POOL_ENV`] says otherwise (README: "The pool of ready clones").
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// The environment variable giving the pool size (`0` disables the pool); an explicit
+/// [`TestDbBuilder::pool`] (CLI: `--pool`) wins over it.
+pub const POOL_ENV: &str = "DBFIXTURES_TESTDB_POOL";
 
 /// Longest prefix accepted: PostgreSQL names are at most 63 bytes, and a clone's name adds
 /// `_c_` + 16 hex digits + pid + counter.
@@ -84,9 +103,13 @@ pub struct TestDbBuilder {
     prefix: Option<String>,
     strategy: Strategy,
     owner_pid: Option<u32>,
+    pool: Option<usize>,
     state: Mutex<Option<Arc<Server>>>,
     /// The key and whether the template is known to exist, once computed.
     prepared: Mutex<Option<Prepared>>,
+    /// The pool's background filler, started by the first `create` that may use the pool.
+    /// Declared last: dropped (stopped and joined) after everything else is released.
+    filler: Mutex<Option<pool::Filler>>,
 }
 
 #[derive(Clone)]
@@ -114,8 +137,10 @@ impl TestDbBuilder {
             prefix: None,
             strategy: Strategy::Auto,
             owner_pid: None,
+            pool: None,
             state: Mutex::new(None),
             prepared: Mutex::new(None),
+            filler: Mutex::new(None),
         }
     }
 
@@ -156,6 +181,22 @@ impl TestDbBuilder {
     pub fn owner_pid(mut self, pid: u32) -> Self {
         self.owner_pid = Some(pid);
         self
+    }
+
+    /// How many free ready clones to keep on the server for this template (PostgreSQL; `0`
+    /// disables the pool). Default: [`POOL_ENV`] when set, else [`DEFAULT_POOL_SIZE`]. SQLite
+    /// accepts it and keeps no pool: a clone there is a file copy, as fast as a claim.
+    pub fn pool(mut self, size: usize) -> Self {
+        self.pool = Some(size);
+        self
+    }
+
+    /// The pool size in effect (see [`Self::pool`]).
+    pub fn pool_size(&self) -> Result<usize> {
+        match self.pool {
+            Some(n) => Ok(n),
+            None => pool_size_from_env(),
+        }
     }
 
     fn reset(self) -> Self {
@@ -261,28 +302,34 @@ impl TestDbBuilder {
         drop(prepared);
         if built {
             // Building is rare: the moment to sweep what earlier keys and crashed runs left.
-            let _ = prune_server(server, &PruneOptions::for_prefix(&prefix));
+            // The free pool members of other keys go now whatever their age: nothing claims them.
+            let _ = prune_server(server, &PruneOptions::for_prefix(&prefix), Some(&key));
         }
         Ok((key, built))
     }
 
-    /// A new database cloned from the template (built first when needed).
+    /// A new database cloned from the template (built first when needed): a free member of
+    /// the pool when there is one (PostgreSQL), else a direct clone.
     pub fn create(&self) -> Result<TestDatabase> {
         let server = self.server()?;
         let (key, built) = self.ensure(&server)?;
         let prefix = self.prefix_for(&server)?;
         let meta = self.clone_meta(&prefix, &key);
-        let made = match server.clone_template(&prefix, &key, &meta, self.strategy) {
-            // A prune may have removed the template since we checked: build it again, once.
-            Err(Error::Database { message, .. }) if message.contains("does not exist") => {
-                if let Some(p) = lock(&self.prepared).as_mut() {
-                    p.ready = false;
-                }
-                self.ensure(&server)?;
-                server.clone_template(&prefix, &key, &meta, self.strategy)?
-            }
-            other => other?,
+        let pool_size = self.pool_size()?;
+        // The pool is a shortcut: when claiming fails (a broken admin connection), the direct
+        // clone below reports what is wrong, if anything still is.
+        let claimed = match pool_size {
+            0 => None,
+            _ => server.claim(&prefix, &key, &meta).ok().flatten(),
         };
+        let pooled = claimed.is_some();
+        let made = match claimed {
+            Some(made) => made,
+            None => self.clone_direct(&server, &prefix, &key, &meta)?,
+        };
+        if pool_size > 0 {
+            self.kick_filler(&server, &prefix, &key, pool_size);
+        }
         Ok(TestDatabase {
             name: made.name,
             url: made.url,
@@ -290,7 +337,66 @@ impl TestDbBuilder {
             server,
             keep: false,
             built_template: built,
+            pooled,
         })
+    }
+
+    fn clone_direct(&self, server: &Server, prefix: &str, key: &str, meta: &Meta) -> Result<Made> {
+        match server.clone_template(prefix, key, meta, self.strategy) {
+            // A prune may have removed the template since we checked: build it again, once.
+            Err(Error::Database { message, .. }) if message.contains("does not exist") => {
+                if let Some(p) = lock(&self.prepared).as_mut() {
+                    p.ready = false;
+                }
+                self.ensure(server)?;
+                server.clone_template(prefix, key, meta, self.strategy)
+            }
+            other => other,
+        }
+    }
+
+    fn fill_job(&self, prefix: &str, key: &str, size: usize) -> pool::Job {
+        pool::Job {
+            prefix: prefix.to_string(),
+            key: key.to_string(),
+            strategy: self.strategy,
+            size,
+        }
+    }
+
+    /// Wakes the background filler, starting it on first use.
+    fn kick_filler(&self, server: &Arc<Server>, prefix: &str, key: &str, size: usize) {
+        let mut filler = lock(&self.filler);
+        match &*filler {
+            Some(f) => f.kick(),
+            None => {
+                let job = self.fill_job(prefix, key, size);
+                *filler = Some(pool::Filler::start(server.clone(), job));
+            }
+        }
+    }
+
+    /// Builds the template when needed and fills the pool to its size now, waiting for
+    /// another process's filler first; returns the free members then. For warming up before a
+    /// run (the pool is otherwise filled in the background after the first `create`) and for
+    /// tests. SQLite: builds the template and returns 0.
+    pub fn fill_pool(&self) -> Result<usize> {
+        self.fill(true).map(Option::unwrap_or_default)
+    }
+
+    /// Like [`Self::fill_pool`], but returns None at once when another filler is at work (it
+    /// makes up for claims made meanwhile). What `dbfixtures testdb create` runs in the
+    /// background.
+    pub fn top_up_pool(&self) -> Result<Option<usize>> {
+        self.fill(false)
+    }
+
+    fn fill(&self, wait: bool) -> Result<Option<usize>> {
+        let server = self.server()?;
+        let (key, _) = self.ensure(&server)?;
+        let prefix = self.prefix_for(&server)?;
+        let job = self.fill_job(&prefix, &key, self.pool_size()?);
+        pool::fill_now(&server, &job, wait)
     }
 
     /// A new database made the slow way, without a template: created empty, migrated and
@@ -308,6 +414,7 @@ impl TestDbBuilder {
             server,
             keep: false,
             built_template: false,
+            pooled: false,
         };
         let mut conn = Connection::open(&db.url, true)?;
         populate(
@@ -442,6 +549,13 @@ impl Server {
         }
     }
 
+    fn claim(&self, prefix: &str, key: &str, meta: &Meta) -> Result<Option<Made>> {
+        match self {
+            Server::Pg(s) => s.claim(prefix, key, meta),
+            Server::Sqlite(_) => Ok(None),
+        }
+    }
+
     fn create_empty(&self, prefix: &str, key: &str, meta: &Meta) -> Result<Made> {
         match self {
             Server::Pg(s) => s.create_empty(prefix, key, meta),
@@ -467,6 +581,7 @@ pub struct TestDatabase {
     server: Arc<Server>,
     keep: bool,
     built_template: bool,
+    pooled: bool,
 }
 
 impl std::fmt::Debug for TestDatabase {
@@ -503,6 +618,11 @@ impl TestDatabase {
     /// that existed).
     pub fn built_template(&self) -> bool {
         self.built_template
+    }
+
+    /// Whether it was claimed from the pool of ready clones (false: cloned on the spot).
+    pub fn from_pool(&self) -> bool {
+        self.pooled
     }
 
     /// Keeps the database after the handle is gone (for inspection); returns its URL.
@@ -671,6 +791,8 @@ pub enum Kind {
     Clone,
     /// A template being built (or left half-built by a process that died).
     Build,
+    /// A free ready clone in the pool (PostgreSQL), not yet claimed by a test.
+    Pool,
 }
 
 /// What is recorded with everything testdb creates.
@@ -681,7 +803,7 @@ pub struct Meta {
     pub key: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
-    /// The owning process (clones).
+    /// The owning process (clones); the process that made it (others).
     pub pid: u32,
     pub host: String,
 }
@@ -761,13 +883,31 @@ pub fn prune(url: &str, opts: &PruneOptions) -> Result<PruneReport> {
     if let Some(p) = &opts.prefix {
         check_prefix(p)?;
     }
-    prune_server(&Server::open(url)?, opts)
+    prune_server(&Server::open(url)?, opts, None)
 }
 
-fn prune_server(server: &Server, opts: &PruneOptions) -> Result<PruneReport> {
+/// `current_key`: a template was just built for this key (see `pg::Server::prune`).
+fn prune_server(
+    server: &Server,
+    opts: &PruneOptions,
+    current_key: Option<&str>,
+) -> Result<PruneReport> {
     match server {
-        Server::Pg(s) => s.prune(opts),
+        Server::Pg(s) => s.prune(opts, current_key),
         Server::Sqlite(d) => d.prune(opts),
+    }
+}
+
+/// The pool size from [`POOL_ENV`], else [`DEFAULT_POOL_SIZE`].
+pub fn pool_size_from_env() -> Result<usize> {
+    match std::env::var(POOL_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_POOL_SIZE),
+        Ok(v) => v.trim().parse().map_err(|_| {
+            Error::Invalid(format!(
+                "{POOL_ENV}={v:?}: the number of ready clones to keep (0 disables the pool)"
+            ))
+        }),
+        Err(e) => Err(Error::Invalid(format!("{POOL_ENV}: {e}"))),
     }
 }
 
