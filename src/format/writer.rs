@@ -68,6 +68,25 @@ impl<W: Write> FixtureWriter<W> {
 
     /// Writes one row given as `(escaped key with quotes, rendered JSON value)` pairs.
     pub fn row(&mut self, fields: &[(&[u8], &[u8])], scratch: &mut Vec<u8>) -> io::Result<()> {
+        self.row_from(fields.iter().copied(), scratch)
+    }
+
+    /// [`FixtureWriter::row`] with the keys and values in two slices of the same length.
+    pub fn row_columns(
+        &mut self,
+        keys: &[Vec<u8>],
+        values: &[Vec<u8>],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let fields = keys.iter().zip(values).map(|(k, v)| (&k[..], &v[..]));
+        self.row_from(fields, scratch)
+    }
+
+    fn row_from<'a>(
+        &mut self,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
         scratch.clear();
         scratch.extend_from_slice(if self.rows_in_table == 0 {
             b"\n    "
@@ -75,7 +94,8 @@ impl<W: Write> FixtureWriter<W> {
             b",\n    "
         });
         scratch.push(b'{');
-        for (i, (k, v)) in fields.iter().enumerate() {
+        let mut any = false;
+        for (i, (k, v)) in fields.enumerate() {
             if self.pretty {
                 scratch.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
                 scratch.extend_from_slice(k);
@@ -88,8 +108,9 @@ impl<W: Write> FixtureWriter<W> {
                 scratch.push(b':');
             }
             scratch.extend_from_slice(v);
+            any = true;
         }
-        if self.pretty && !fields.is_empty() {
+        if self.pretty && any {
             scratch.extend_from_slice(b"\n    ");
         }
         scratch.push(b'}');
