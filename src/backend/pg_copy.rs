@@ -496,7 +496,8 @@ fn next_binary_item(
     header_done: bool,
     spans: &mut Vec<(u32, u32)>,
 ) -> io::Result<Option<(BinaryItem, usize)>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("binary COPY: {what}"));
+    let bad =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("binary COPY: {what}"));
     if !header_done {
         if buf.len() < 19 {
             return Ok(None);

@@ -162,8 +162,7 @@ pub(super) fn dump_table<W: Write>(
                 }
                 for (i, kind) in kinds.iter().enumerate() {
                     values[i].clear();
-                    push_binary_json(&mut values[i], *kind, row.get(i))
-                        .map_err(|e| io_err(e.0))?;
+                    push_binary_json(&mut values[i], *kind, row.get(i)).map_err(|e| io_err(e.0))?;
                 }
                 emit(&mut values)
             })

@@ -470,7 +470,10 @@ mod tests {
             render(BinaryKind::Int8, &i64::MIN.to_be_bytes()),
             "-9223372036854775808"
         );
-        assert_eq!(render(BinaryKind::Oid, &u32::MAX.to_be_bytes()), "4294967295");
+        assert_eq!(
+            render(BinaryKind::Oid, &u32::MAX.to_be_bytes()),
+            "4294967295"
+        );
         assert_eq!(render(BinaryKind::Bool, &[1]), "true");
         assert_eq!(render(BinaryKind::Bool, &[0]), "false");
         let mut out = Vec::new();
