@@ -118,49 +118,77 @@ pub fn dump_to_dir(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    if let Some(p) = opts.parallel.as_ref().filter(|p| p.jobs > 1) {
+        if conn.backend() == crate::backend::Backend::Postgres {
+            return parallel::dump_to_dir(conn, &p.url, p.jobs, opts, dir, gzip, progress);
+        }
+    }
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
+        let paths = file_paths(&catalog, &tables, dir, gzip)?;
         let mut summary = DumpSummary {
             tables: tables.len(),
             ..Default::default()
         };
-        let ext = if gzip { "json.gz" } else { "json" };
-        let file_name = |t: usize| format!("{}.{ext}", file_stem(&catalog.tables[t].key));
-        // Two keys can make one file name (`a/b` and `a_b`): refuse rather than overwrite.
-        let mut names: HashMap<String, usize> = HashMap::new();
-        for &t in &tables {
-            if let Some(&other) = names.get(&file_name(t)) {
-                return Err(Error::Invalid(format!(
-                    "tables {} and {} would both be written to {}; dump them separately \
-                     (--table / --exclude-table)",
-                    catalog.tables[other].key,
-                    catalog.tables[t].key,
-                    dir.join(file_name(t)).display()
-                )));
-            }
-            names.insert(file_name(t), t);
-        }
-        for &t in &tables {
+        for (&t, path) in tables.iter().zip(&paths) {
             let table = &catalog.tables[t];
-            let path = dir.join(file_name(t));
-            let shown = path.display().to_string();
-            let file = AtomicFile::create(&path)?;
-            let (rows, bytes, file) = {
-                let mut sink = Sink::new(file.writer(), gzip);
-                let mut w = FixtureWriter::new(&mut sink, opts.pretty);
-                let (only, mask) = (filters.of(t), masks.table(t));
-                let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
-                let bytes = w.bytes() + 3;
-                w.finish().map_err(|e| Error::io(&shown, e))?;
-                sink.finish().map_err(|e| Error::io(&shown, e))?;
-                (rows, bytes, file)
-            };
-            file.commit()?;
+            let (only, mask) = (filters.of(t), masks.table(t));
+            let (rows, bytes) =
+                table_to_file(conn, table, only, mask, opts.pretty, path, gzip, progress)?;
             summary.rows += rows;
             summary.bytes += bytes;
         }
         Ok(summary)
     })
+}
+
+/// The file of each table of a dump to a directory, in dump order. Two keys can make one file
+/// name (`a/b` and `a_b`): refused rather than overwritten.
+fn file_paths(catalog: &Catalog, tables: &[usize], dir: &Path, gzip: bool) -> Result<Vec<PathBuf>> {
+    let ext = if gzip { "json.gz" } else { "json" };
+    let file_name = |t: usize| format!("{}.{ext}", file_stem(&catalog.tables[t].key));
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for &t in tables {
+        if let Some(&other) = names.get(&file_name(t)) {
+            return Err(Error::Invalid(format!(
+                "tables {} and {} would both be written to {}; dump them separately \
+                 (--table / --exclude-table)",
+                catalog.tables[other].key,
+                catalog.tables[t].key,
+                dir.join(file_name(t)).display()
+            )));
+        }
+        names.insert(file_name(t), t);
+    }
+    Ok(tables.iter().map(|&t| dir.join(file_name(t))).collect())
+}
+
+/// Dumps one table as a whole fixture document to `path` (atomically); returns its rows and
+/// bytes (before compression).
+#[allow(clippy::too_many_arguments)]
+fn table_to_file(
+    conn: &mut Connection,
+    table: &Table,
+    only: Option<&[subset::Key]>,
+    mask: &TableMask,
+    pretty: bool,
+    path: &Path,
+    gzip: bool,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let shown = path.display().to_string();
+    let file = AtomicFile::create(path)?;
+    let (rows, bytes) = {
+        let mut sink = Sink::new(file.writer(), gzip);
+        let mut w = FixtureWriter::new(&mut sink, pretty);
+        let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
+        let bytes = w.bytes() + 3;
+        w.finish().map_err(|e| Error::io(&shown, e))?;
+        sink.finish().map_err(|e| Error::io(&shown, e))?;
+        (rows, bytes)
+    };
+    file.commit()?;
+    Ok((rows, bytes))
 }
 
 /// Dumps to a file path (gzip when it ends in `.gz`), atomically.
@@ -284,8 +312,27 @@ fn dump_table<W: Write>(
     let estimate = only.map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
     progress.table_started(&table.key, Some(estimate));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
+    let rows = table_rows(conn, table, only, None, mask, w, progress, path)?;
+    w.end_table().map_err(|e| Error::io(path, e))?;
+    progress.table_finished(&table.key, rows);
+    Ok(rows)
+}
+
+/// The rows of one table (of `range` of it, when given: PostgreSQL only), without the table's
+/// framing; checks that a subset got all its rows.
+#[allow(clippy::too_many_arguments)]
+fn table_rows<W: Write>(
+    conn: &mut Connection,
+    table: &Table,
+    only: Option<&[subset::Key]>,
+    range: Option<&KeyRange>,
+    mask: &TableMask,
+    w: &mut FixtureWriter<W>,
+    progress: &dyn Progress,
+    path: &str,
+) -> Result<u64> {
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, only, mask, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, only, range, mask, w, progress, path)?,
         Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, mask, w, progress, path)?,
     };
     if let Some(keys) = only.filter(|k| k.len() as u64 != rows) {
@@ -298,9 +345,30 @@ fn dump_table<W: Write>(
             table.key
         )));
     }
-    w.end_table().map_err(|e| Error::io(path, e))?;
-    progress.table_finished(&table.key, rows);
     Ok(rows)
+}
+
+/// A range of a table's rows by the first column of its primary key (an integer column):
+/// `from <= key < to`, either end open. A parallel dump splits large tables into such ranges,
+/// which together hold every row once and, in order, give the rows in primary-key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    pub column: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl KeyRange {
+    /// The SQL condition (the column quoted, the bounds integers).
+    pub(crate) fn condition(&self) -> String {
+        let c = crate::catalog::quote_ident(&self.column);
+        match (self.from, self.to) {
+            (Some(a), Some(b)) => format!("{c} >= {a} AND {c} < {b}"),
+            (Some(a), None) => format!("{c} >= {a}"),
+            (None, Some(b)) => format!("{c} < {b}"),
+            (None, None) => "TRUE".into(),
+        }
+    }
 }
 
 /// A file name for a table key: path separators and control characters replaced.

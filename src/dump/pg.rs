@@ -13,6 +13,7 @@ use std::io::Write;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
+use super::KeyRange;
 use crate::backend::pg_copy::{copy_out, copy_out_binary, CopyError};
 use crate::catalog::{quote_ident, Column, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Result};
@@ -105,10 +106,12 @@ fn select_source(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dump_table<W: Write>(
     conn: &mut PgConnection,
     table: &Table,
     only: Option<&[Key]>,
+    range: Option<&KeyRange>,
     mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
@@ -116,9 +119,13 @@ pub(super) fn dump_table<W: Write>(
 ) -> Result<u64> {
     conn.batch_execute(STABLE_OUTPUT)
         .map_err(|e| Error::db("setting output formats", describe_diesel(&e)))?;
-    let condition = match only {
+    let subset = match only {
         Some(keys) => Some(crate::subset::pg::install_filter(conn, table, keys)?),
         None => None,
+    };
+    let condition = match (subset, range) {
+        (Some(s), Some(r)) => Some(format!("({s}) AND {}", r.condition())),
+        (s, r) => s.or_else(|| r.map(KeyRange::condition)),
     };
     // Each column's name, as a JSON string.
     let cols: Vec<Vec<u8>> = table

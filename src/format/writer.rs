@@ -46,6 +46,32 @@ impl<W: Write> FixtureWriter<W> {
         }
     }
 
+    /// A writer of rows only, each one after a separator (`,` then the new line), to be placed
+    /// inside a table of another writer with [`FixtureWriter::append_rows`]: a parallel dump
+    /// renders parts of tables on their own.
+    pub fn rows_only(out: W, pretty: bool) -> Self {
+        FixtureWriter {
+            tables: 1,
+            rows_in_table: 1,
+            ..FixtureWriter::new(out, pretty)
+        }
+    }
+
+    /// Appends bytes written by a [`FixtureWriter::rows_only`] writer (split anywhere) to the
+    /// current table, as if its rows had been written here: the separator before the table's
+    /// first row is dropped.
+    pub fn append_rows(&mut self, mut part: &[u8]) -> io::Result<()> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        if self.rows_in_table == 0 {
+            debug_assert_eq!(part[0], b',');
+            part = &part[1..];
+            self.rows_in_table = 1;
+        }
+        self.put(part)
+    }
+
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.bytes += b.len() as u64;
         self.out.write_all(b)
@@ -127,6 +153,12 @@ impl<W: Write> FixtureWriter<W> {
         }
     }
 
+    /// Returns the inner writer of a [`FixtureWriter::rows_only`] writer (flushed).
+    pub fn finish_rows(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
     /// Closes the document and returns the inner writer (flushed).
     pub fn finish(mut self) -> io::Result<W> {
         if self.tables == 0 {
@@ -164,6 +196,49 @@ mod tests {
         assert_eq!(bytes + 3, out.len() as u64);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["users"][1]["id"], 2);
+    }
+
+    #[test]
+    fn rows_written_apart_are_appended_as_if_written_in_place() {
+        for pretty in [false, true] {
+            let mut s = Vec::new();
+            let mut whole = FixtureWriter::new(Vec::new(), pretty);
+            whole.begin_table("t").unwrap();
+            whole.row(&[(b"\"id\"", b"1")], &mut s).unwrap();
+            whole.row(&[(b"\"id\"", b"2")], &mut s).unwrap();
+            whole.row(&[(b"\"id\"", b"3")], &mut s).unwrap();
+            whole.end_table().unwrap();
+            whole.begin_table("empty").unwrap();
+            whole.end_table().unwrap();
+            let whole = whole.finish().unwrap();
+
+            let part = |ids: &[&[u8]]| {
+                let mut w = FixtureWriter::rows_only(Vec::new(), pretty);
+                for id in ids {
+                    w.row(&[(b"\"id\"", id)], &mut s.clone()).unwrap();
+                }
+                (w.bytes(), w.finish_rows().unwrap())
+            };
+            let mut joined = FixtureWriter::new(Vec::new(), pretty);
+            joined.begin_table("t").unwrap();
+            let (a, b, c) = (part(&[]), part(&[b"1", b"2"]), part(&[b"3"]));
+            assert_eq!(a.0, 0);
+            assert_eq!(b.0, b.1.len() as u64);
+            for bytes in [&a.1, &b.1[..3].to_vec(), &b.1[3..].to_vec(), &c.1] {
+                joined.append_rows(bytes).unwrap();
+            }
+            joined.end_table().unwrap();
+            joined.begin_table("empty").unwrap();
+            joined.append_rows(&part(&[]).1).unwrap();
+            joined.end_table().unwrap();
+            let bytes = joined.bytes();
+            let joined = joined.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(joined.clone()).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+            assert_eq!(bytes + 3, joined.len() as u64);
+        }
     }
 
     #[test]
