@@ -34,10 +34,11 @@ use crate::format::writer::FixtureWriter;
 use crate::mask::MaskPlan;
 use crate::progress::{NoProgress, Progress};
 
-/// Tables with at least this many rows (the catalog's estimate) are split into key ranges.
-const SPLIT_MIN_ROWS: f64 = 100_000.0;
-/// Rows per key range, about (the ranges split the key's span evenly).
-const RANGE_ROWS: f64 = 50_000.0;
+/// Tables whose heap holds at least this many bytes are split into key ranges. By size, not by
+/// the planner's row estimate: a table loaded and not yet analyzed has none.
+const SPLIT_MIN_BYTES: i64 = 8 << 20;
+/// Heap bytes per key range, about (the ranges split the key's span evenly).
+const RANGE_BYTES: i64 = 4 << 20;
 /// Ranges per table, at most.
 const MAX_RANGES: i128 = 1024;
 /// Bytes a worker renders before handing them on.
@@ -206,15 +207,43 @@ fn split(
     tables: &[usize],
     filters: &Filters,
 ) -> Result<Vec<Part>> {
+    let candidates: Vec<(usize, &str)> = tables
+        .iter()
+        .enumerate()
+        .filter(|&(_, &t)| filters.of(t).is_none())
+        .filter_map(|(position, &t)| Some((position, split_column(&catalog.tables[t])?)))
+        .collect();
+    // The heap sizes of the candidates (partitions summed), in one query.
+    let sizes: Vec<i64> = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let exprs: Vec<String> = candidates
+            .iter()
+            .map(|&(position, _)| {
+                let name =
+                    crate::catalog::quote_literal(&catalog.tables[tables[position]].name.sql());
+                format!(
+                    "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
+                     FROM pg_partition_tree({name}::regclass))::int8"
+                )
+            })
+            .collect();
+        conn.query_json(&format!(
+            "SELECT json_build_array({})::text AS j",
+            exprs.join(", ")
+        ))?
+    };
+    let mut ranges: BTreeMap<usize, Vec<KeyRange>> = BTreeMap::new();
+    for (&(position, column), &size) in candidates.iter().zip(&sizes) {
+        if size >= SPLIT_MIN_BYTES {
+            let table = &catalog.tables[tables[position]];
+            let count = (size + RANGE_BYTES - 1) / RANGE_BYTES;
+            ranges.insert(position, key_ranges(conn, table, column, count)?);
+        }
+    }
     let mut parts = Vec::new();
-    for (position, &t) in tables.iter().enumerate() {
-        let table = &catalog.tables[t];
-        let ranges = match split_column(table) {
-            Some(column) if filters.of(t).is_none() && table.estimated_rows >= SPLIT_MIN_ROWS => {
-                key_ranges(conn, table, column)?
-            }
-            _ => Vec::new(),
-        };
+    for position in 0..tables.len() {
+        let ranges = ranges.remove(&position).unwrap_or_default();
         if ranges.is_empty() {
             parts.push(Part {
                 position,
@@ -247,9 +276,14 @@ fn split_column(table: &Table) -> Option<&str> {
     .then_some(first.as_str())
 }
 
-/// Splits the span of `column`'s values (min to max, read through its index) into ranges of
-/// about [`RANGE_ROWS`] estimated rows; none when the table is empty.
-fn key_ranges(conn: &mut Connection, table: &Table, column: &str) -> Result<Vec<KeyRange>> {
+/// Splits the span of `column`'s values (min to max, read through its index) into `count`
+/// ranges; none when the table is empty.
+fn key_ranges(
+    conn: &mut Connection,
+    table: &Table,
+    column: &str,
+    count: i64,
+) -> Result<Vec<KeyRange>> {
     let c = quote_ident(column);
     let (min, max): (Option<i64>, Option<i64>) = conn.query_json(&format!(
         "SELECT json_build_array(min({c}), max({c}))::text AS j FROM {}",
@@ -258,16 +292,14 @@ fn key_ranges(conn: &mut Connection, table: &Table, column: &str) -> Result<Vec<
     let (Some(min), Some(max)) = (min, max) else {
         return Ok(Vec::new());
     };
-    Ok(even_ranges(column, min, max, table.estimated_rows))
+    Ok(even_ranges(column, min, max, count))
 }
 
-/// `min..=max` cut into about `rows / RANGE_ROWS` ranges of equal width; the first and last
-/// are open-ended, so rows written after the estimate still belong to exactly one range.
-fn even_ranges(column: &str, min: i64, max: i64, rows: f64) -> Vec<KeyRange> {
+/// `min..=max` cut into `count` ranges of equal width (fewer when the span is narrower); the
+/// first and last are open-ended, so every value belongs to exactly one range.
+fn even_ranges(column: &str, min: i64, max: i64, count: i64) -> Vec<KeyRange> {
     let span = i128::from(max) - i128::from(min) + 1;
-    let count = ((rows / RANGE_ROWS).ceil() as i128)
-        .clamp(1, MAX_RANGES)
-        .min(span);
+    let count = i128::from(count).clamp(1, MAX_RANGES).min(span);
     let mut bounds: Vec<i64> = (1..count)
         .map(|i| (i128::from(min) + span * i / count) as i64)
         .collect();
@@ -669,22 +701,19 @@ mod tests {
 
     #[test]
     fn ranges_cover_every_key_once_in_order() {
+        assert_eq!(bounds(&even_ranges("id", 1, 1_000_000, 20)).len(), 20);
         assert_eq!(
-            bounds(&even_ranges("id", 1, 1_000_000, 1_000_000.0)).len(),
-            20
-        );
-        assert_eq!(
-            bounds(&even_ranges("id", 1, 100, 120_000.0)),
+            bounds(&even_ranges("id", 1, 100, 3)),
             vec![(None, Some(34)), (Some(34), Some(67)), (Some(67), None)]
         );
         // A span narrower than the range count: one range per key value at most.
         assert_eq!(
-            bounds(&even_ranges("id", 5, 6, 1e9)),
+            bounds(&even_ranges("id", 5, 6, 1000)),
             vec![(None, Some(6)), (Some(6), None)]
         );
-        assert_eq!(bounds(&even_ranges("id", 7, 7, 1e9)), vec![(None, None)]);
+        assert_eq!(bounds(&even_ranges("id", 7, 7, 1000)), vec![(None, None)]);
         // The extremes of bigint do not overflow.
-        let wide = even_ranges("id", i64::MIN, i64::MAX, 1e12);
+        let wide = even_ranges("id", i64::MIN, i64::MAX, 1 << 40);
         assert_eq!(wide.len() as i128, MAX_RANGES);
         assert!(wide.windows(2).all(|w| w[0].to == w[1].from));
         let inner: Vec<i64> = wide.iter().filter_map(|r| r.to).collect();
