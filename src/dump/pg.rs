@@ -20,7 +20,7 @@ use crate::error::{describe_diesel, Error, Result};
 use crate::format::copy_binary::{push_binary_json, BinaryKind};
 use crate::format::copy_text::{push_json_string, CopyRow};
 use crate::format::value::push_json;
-use crate::format::writer::FixtureWriter;
+use crate::format::writer::{FixtureWriter, RowLayout};
 use crate::mask::{MaskError, TableMask};
 use crate::progress::Progress;
 use crate::subset::Key;
@@ -136,23 +136,18 @@ pub(super) fn dump_table<W: Write>(
             k
         })
         .collect();
-    let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
-    let mut scratch = Vec::new();
-    let mut mask_scratch = Vec::new();
-    let mut mask_error: Option<MaskError> = None;
-    let mut count = 0u64;
-    // Masks, the writer and progress, once a row's values are rendered.
-    let mut emit = |values: &mut Vec<Vec<u8>>| -> std::io::Result<()> {
-        if let Err(e) = mask.apply(values, &mut mask_scratch) {
-            mask_error = Some(e);
-            return Err(io_err("masking failed".into()));
-        }
-        w.row_columns(&cols, values, &mut scratch)?;
-        count += 1;
-        if count.is_multiple_of(4096) {
-            progress.rows(4096);
-        }
-        Ok(())
+    let layout = w.layout(cols.iter().map(Vec::as_slice));
+    let mut out = RowOut {
+        masked: !mask.is_noop(),
+        mask,
+        layout,
+        w,
+        values: vec![Vec::new(); cols.len()],
+        scratch: Vec::new(),
+        mask_scratch: Vec::new(),
+        mask_error: None,
+        count: 0,
+        progress,
     };
     let result = match Read::of(table) {
         Read::Binary(kinds) => {
@@ -167,11 +162,9 @@ pub(super) fn dump_table<W: Write>(
                         kinds.len()
                     )));
                 }
-                for (i, kind) in kinds.iter().enumerate() {
-                    values[i].clear();
-                    push_binary_json(&mut values[i], *kind, row.get(i)).map_err(|e| io_err(e.0))?;
-                }
-                emit(&mut values)
+                out.emit(|i, buf| {
+                    push_binary_json(buf, kinds[i], row.get(i)).map_err(|e| io_err(e.0))
+                })
             })
         }
         Read::Text => {
@@ -187,16 +180,16 @@ pub(super) fn dump_table<W: Write>(
                         "COPY row has {n} fields, expected {expected}"
                     )));
                 }
-                for (i, kind) in kinds.iter().enumerate() {
-                    values[i].clear();
-                    push_json(&mut values[i], *kind, row.get(i));
-                }
-                emit(&mut values)
+                out.emit(|i, buf| {
+                    push_json(buf, kinds[i], row.get(i));
+                    Ok(())
+                })
             })
         }
     };
+    let count = out.count;
     progress.rows(count % 4096);
-    if let Some(e) = mask_error {
+    if let Some(e) = out.mask_error {
         return Err(crate::error::Error::Fixture {
             location: Box::new(crate::error::Location {
                 table: Some(table.key.clone()),
@@ -214,6 +207,55 @@ pub(super) fn dump_table<W: Write>(
             format!("dumping table {}", table.key),
             describe_diesel(&e),
         )),
+    }
+}
+
+/// Where a table's rendered rows go: masked (when the table has masks), written, counted.
+struct RowOut<'a, W: Write> {
+    w: &'a mut FixtureWriter<W>,
+    layout: RowLayout,
+    mask: &'a TableMask,
+    /// Whether `mask` changes anything: if not, values are rendered straight into the row.
+    masked: bool,
+    /// One buffer per column, for the masks.
+    values: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+    mask_scratch: Vec<u8>,
+    mask_error: Option<MaskError>,
+    count: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<W: Write> RowOut<'_, W> {
+    /// Writes one row whose value `i` `value(i, buf)` appends to `buf`.
+    fn emit(
+        &mut self,
+        mut value: impl FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.masked {
+            for (i, v) in self.values.iter_mut().enumerate() {
+                v.clear();
+                value(i, v)?;
+            }
+            if let Err(e) = self.mask.apply(&mut self.values, &mut self.mask_scratch) {
+                self.mask_error = Some(e);
+                return Err(io_err("masking failed".into()));
+            }
+            let values = &self.values;
+            self.w
+                .row_rendered(&self.layout, &mut self.scratch, |i, buf| {
+                    buf.extend_from_slice(&values[i]);
+                    Ok::<(), std::io::Error>(())
+                })?;
+        } else {
+            self.w
+                .row_rendered(&self.layout, &mut self.scratch, value)?;
+        }
+        self.count += 1;
+        if self.count.is_multiple_of(4096) {
+            self.progress.rows(4096);
+        }
+        Ok(())
     }
 }
 

@@ -165,23 +165,42 @@ pub fn push_binary_json(
     Ok(())
 }
 
+/// "00" to "99", for writing two digits at a time.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                            2021222324252627282930313233343536373839\
+                            4041424344454647484950515253545556575859\
+                            6061626364656667686970717273747576777879\
+                            8081828384858687888990919293949596979899";
+
 /// Decimal digits of an integer, as int8out/int4out/int2out/oidout print them.
 fn push_i64(out: &mut Vec<u8>, n: i64) {
     let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
+    let at = digits_into(&mut buf, n.unsigned_abs());
     if n < 0 {
         out.push(b'-');
     }
     out.extend_from_slice(&buf[at..]);
+}
+
+/// Writes `m`'s decimal digits at the end of `buf`; returns where they start.
+#[inline]
+fn digits_into(buf: &mut [u8; 20], mut m: u64) -> usize {
+    let mut at = buf.len();
+    while m >= 100 {
+        let pair = (m % 100) as usize * 2;
+        m /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if m >= 10 {
+        let pair = m as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + m as u8;
+    }
+    at
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -334,36 +353,64 @@ fn j2date(jd: u32) -> (i32, u32, u32) {
     (year, month, day)
 }
 
-/// At least `width` digits, zero-padded (pg_ultostr_zeropad).
-fn push_zero_padded(out: &mut Vec<u8>, n: u32, width: usize) {
-    let mut buf = [0u8; 10];
-    let mut at = buf.len();
-    let mut m = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    for _ in (buf.len() - at)..width {
-        out.push(b'0');
-    }
-    out.extend_from_slice(&buf[at..]);
+/// A small stack buffer for one rendered date or timestamp.
+struct Stamp {
+    buf: [u8; 48],
+    len: usize,
 }
 
-/// `YYYY-MM-DD` for an astronomical year (0 = 1 BC); returns whether the date is BC, whose
-/// ` BC` suffix goes at the very end of the value.
-fn push_ymd(out: &mut Vec<u8>, year: i32, month: u32, day: u32) -> bool {
-    let bc = year <= 0;
-    let shown = if bc { 1 - i64::from(year) } else { year.into() };
-    push_zero_padded(out, shown as u32, 4);
-    out.push(b'-');
-    push_zero_padded(out, month, 2);
-    out.push(b'-');
-    push_zero_padded(out, day, 2);
-    bc
+impl Stamp {
+    fn new() -> Stamp {
+        Stamp {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    /// Two digits (`n` < 100).
+    fn two(&mut self, n: u32) {
+        let pair = n as usize * 2;
+        self.bytes(&PAIRS[pair..pair + 2]);
+    }
+
+    /// At least four digits, zero-padded (pg_ultostr_zeropad).
+    fn year(&mut self, n: u32) {
+        if n < 10_000 {
+            self.two(n / 100);
+            self.two(n % 100);
+        } else {
+            let mut digits = [0u8; 20];
+            let at = digits_into(&mut digits, n.into());
+            self.bytes(&digits[at..]);
+        }
+    }
+
+    /// `YYYY-MM-DD` for an astronomical year (0 = 1 BC); returns whether the date is BC, whose
+    /// ` BC` suffix goes at the very end of the value.
+    fn ymd(&mut self, year: i32, month: u32, day: u32) -> bool {
+        let bc = year <= 0;
+        let shown = if bc { 1 - i64::from(year) } else { year.into() };
+        self.year(shown as u32);
+        self.byte(b'-');
+        self.two(month);
+        self.byte(b'-');
+        self.two(day);
+        bc
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// date_out under DateStyle ISO: `2024-01-02`, `4713-01-01 BC`, `infinity`, `-infinity`.
@@ -376,9 +423,11 @@ fn push_date_text(out: &mut Vec<u8>, days: i32) -> Result<(), BinaryValueError> 
             let jd = u32::try_from(jd)
                 .map_err(|_| BinaryValueError(format!("date out of range: {days}")))?;
             let (y, m, d) = j2date(jd);
-            if push_ymd(out, y, m, d) {
-                out.extend_from_slice(b" BC");
+            let mut s = Stamp::new();
+            if s.ymd(y, m, d) {
+                s.bytes(b" BC");
             }
+            out.extend_from_slice(s.as_slice());
         }
     }
     Ok(())
@@ -394,45 +443,47 @@ fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), Binar
         i64::MAX => out.extend_from_slice(b"\"infinity\""),
         _ => {
             // timestamp2tm: whole days (floor), then the time of day.
-            let (days, mut time) = (us.div_euclid(USECS_PER_DAY), us.rem_euclid(USECS_PER_DAY));
+            let (days, time) = (us.div_euclid(USECS_PER_DAY), us.rem_euclid(USECS_PER_DAY));
             let jd = u32::try_from(days + POSTGRES_EPOCH_JDATE)
                 .ok()
                 .filter(|&jd| jd <= i32::MAX as u32)
                 .ok_or_else(|| BinaryValueError(format!("timestamp out of range: {us}")))?;
             let (y, m, d) = j2date(jd);
-            out.push(b'"');
-            let bc = push_ymd(out, y, m, d);
-            out.push(b'T');
-            let hour = time / 3_600_000_000;
-            time -= hour * 3_600_000_000;
-            let min = time / 60_000_000;
-            time -= min * 60_000_000;
-            let sec = time / 1_000_000;
-            let fsec = (time - sec * 1_000_000) as u32;
-            push_zero_padded(out, hour as u32, 2);
-            out.push(b':');
-            push_zero_padded(out, min as u32, 2);
-            out.push(b':');
-            push_zero_padded(out, sec as u32, 2);
+            let mut s = Stamp::new();
+            s.byte(b'"');
+            let bc = s.ymd(y, m, d);
+            s.byte(b'T');
+            let secs = (time / 1_000_000) as u32;
+            let fsec = (time % 1_000_000) as u32;
+            s.two(secs / 3600);
+            s.byte(b':');
+            s.two(secs / 60 % 60);
+            s.byte(b':');
+            s.two(secs % 60);
             if fsec != 0 {
                 // AppendSeconds: six digits, trailing zeros dropped.
-                out.push(b'.');
-                let mut digits = [0u8; 6];
+                s.byte(b'.');
                 let mut f = fsec;
-                for slot in digits.iter_mut().rev() {
-                    *slot = b'0' + (f % 10) as u8;
+                let mut width = 6;
+                while f % 10 == 0 {
                     f /= 10;
+                    width -= 1;
                 }
-                let keep = 6 - digits.iter().rev().take_while(|&&c| c == b'0').count();
-                out.extend_from_slice(&digits[..keep]);
+                let mut digits = [0u8; 20];
+                let at = digits_into(&mut digits, f.into());
+                for _ in (20 - at)..width {
+                    s.byte(b'0');
+                }
+                s.bytes(&digits[at..]);
             }
             if tz {
-                out.extend_from_slice(b"+00:00");
+                s.bytes(b"+00:00");
             }
             if bc {
-                out.extend_from_slice(b" BC");
+                s.bytes(b" BC");
             }
-            out.push(b'"');
+            s.byte(b'"');
+            out.extend_from_slice(s.as_slice());
         }
     }
     Ok(())
