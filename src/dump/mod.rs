@@ -11,6 +11,7 @@
 //! - Masks (`mask`) are resolved and checked with the tables, before the first byte is written,
 //!   and applied to each row as it is converted, whatever the output.
 
+mod direct;
 mod parallel;
 pub(crate) mod pg;
 mod sqlite;
@@ -179,7 +180,7 @@ fn table_to_file(
     let shown = path.display().to_string();
     let file = AtomicFile::create(path)?;
     let (rows, bytes) = {
-        let mut sink = Sink::new(file.writer(), gzip);
+        let mut sink = file.sink(gzip)?;
         let mut w = FixtureWriter::new(&mut sink, pretty);
         let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
         let bytes = w.bytes() + 3;
@@ -202,7 +203,7 @@ pub fn dump_to_file(
     let gzip = path.extension().is_some_and(|e| e == "gz");
     let file = AtomicFile::create(path)?;
     let summary = {
-        let mut sink = Sink::new(file.writer(), gzip);
+        let mut sink = file.sink(gzip)?;
         let s = dump_buffered(conn, opts, &mut sink, progress, &shown)?;
         sink.finish().map_err(|e| Error::io(&shown, e))?;
         s
@@ -382,34 +383,22 @@ fn file_stem(key: &str) -> String {
         .collect()
 }
 
-/// Plain or gzip output.
-enum Sink<W: Write> {
-    Plain(std::io::BufWriter<W>),
-    Gzip(flate2::write::GzEncoder<std::io::BufWriter<W>>),
+/// Plain or gzip output to a file (see `direct`: around the page cache where possible).
+enum Sink {
+    Plain(direct::DirectWriter),
+    Gzip(flate2::write::GzEncoder<direct::DirectWriter>),
 }
 
-impl<W: Write> Sink<W> {
-    fn new(w: W, gzip: bool) -> Self {
-        let buf = std::io::BufWriter::with_capacity(256 * 1024, w);
-        if gzip {
-            Sink::Gzip(flate2::write::GzEncoder::new(
-                buf,
-                flate2::Compression::fast(),
-            ))
-        } else {
-            Sink::Plain(buf)
-        }
-    }
-
+impl Sink {
     fn finish(self) -> std::io::Result<()> {
         match self {
-            Sink::Plain(mut b) => b.flush(),
-            Sink::Gzip(g) => g.finish()?.flush(),
+            Sink::Plain(w) => w.finish(),
+            Sink::Gzip(g) => g.finish()?.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Sink<W> {
+impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Sink::Plain(w) => w.write(buf),
@@ -477,8 +466,23 @@ impl AtomicFile {
         })
     }
 
-    fn writer(&self) -> &std::fs::File {
-        self.tmp.as_file()
+    /// The writer of the file's content (compressed when `gzip`).
+    fn sink(&self, gzip: bool) -> Result<Sink> {
+        let shown = || self.path.display().to_string();
+        let plain = self
+            .tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| Error::io(shown(), e))?;
+        let w = direct::DirectWriter::new(self.tmp.path(), plain);
+        Ok(if gzip {
+            Sink::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Sink::Plain(w)
+        })
     }
 
     fn commit(self) -> Result<()> {

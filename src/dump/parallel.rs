@@ -48,6 +48,9 @@ const PIECE: usize = 128 * 1024;
 const HELD_IN_MEMORY: usize = 8 << 20;
 /// Pieces in flight between the workers and the writing thread.
 const CHANNEL: usize = 16;
+/// Piece buffers kept for reuse: enough for everything held and in flight, so that memory is
+/// touched once (fresh pages are slow to fault in on a lazily backed virtual machine).
+const POOL: usize = HELD_IN_MEMORY / PIECE + CHANNEL + 8;
 
 /// A part of the dump that one worker reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +93,7 @@ struct Shared {
     stop: AtomicBool,
     /// Bytes held in memory by parts waiting for their turn.
     held: AtomicUsize,
-    /// Written pieces, for reuse (fresh memory is slow to touch; a few buffers go round).
+    /// Written pieces, for reuse (at most [`POOL`]).
     pool: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -104,7 +107,7 @@ impl Shared {
     fn recycle(&self, mut piece: Vec<u8>) {
         piece.clear();
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < CHANNEL + 8 {
+        if pool.len() < POOL {
             pool.push(piece);
         }
     }

@@ -465,7 +465,7 @@ fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), Binar
                 s.byte(b'.');
                 let mut f = fsec;
                 let mut width = 6;
-                while f % 10 == 0 {
+                while f.is_multiple_of(10) {
                     f /= 10;
                     width -= 1;
                 }
