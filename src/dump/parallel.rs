@@ -27,7 +27,7 @@ use std::sync::{mpsc, Mutex};
 
 use super::{plan, table_rows, DumpOptions, DumpSummary, Filters, KeyRange};
 use crate::backend::{Connection, DatabaseUrl, TxMode};
-use crate::catalog::{quote_ident, Catalog, Table};
+use crate::catalog::{quote_ident, Catalog, Table, TableKind};
 use crate::error::{Error, Result};
 use crate::format::copy_binary::BinaryKind;
 use crate::format::writer::FixtureWriter;
@@ -223,12 +223,16 @@ fn split(
         let exprs: Vec<String> = candidates
             .iter()
             .map(|&(position, _)| {
-                let name =
-                    crate::catalog::quote_literal(&catalog.tables[tables[position]].name.sql());
-                format!(
-                    "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
-                     FROM pg_partition_tree({name}::regclass))::int8"
-                )
+                let table = &catalog.tables[tables[position]];
+                let name = crate::catalog::quote_literal(&table.name.sql());
+                match table.kind {
+                    // pg_partition_tree lists nothing for an ordinary table.
+                    TableKind::Ordinary => format!("pg_relation_size({name}::regclass)"),
+                    TableKind::Partitioned => format!(
+                        "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
+                         FROM pg_partition_tree({name}::regclass))::int8"
+                    ),
+                }
             })
             .collect();
         conn.query_json(&format!(

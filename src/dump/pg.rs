@@ -1,8 +1,8 @@
 //! PostgreSQL table dump: `COPY (SELECT ...) TO STDOUT`, turned into JSON on the client.
 //!
 //! Binary COPY when every column of the table has a client-side rendering
-//! (`format::copy_binary`): the server's binary send functions cost about a third less than
-//! its text output (timestamptz_out, numeric_out), and the client rebuilds the same text.
+//! (`format::copy_binary`): the server's binary send functions cost less than its text output
+//! (timestamptz_out, numeric_out), and the client rebuilds the same text.
 //! Columns whose JSON form differs from their text form (arrays, composites, ...) and types
 //! without a client-side rendering are selected as `to_json(col)`, rendered by the server.
 //! Otherwise (a column whose base type the catalog could not resolve) text COPY, with the same

@@ -1,7 +1,7 @@
 //! PostgreSQL binary COPY values (each type's `send` form) to fixture JSON, for the dump.
 //!
 //! The dump reads tables with `COPY ... TO STDOUT (FORMAT binary)` because the server's binary
-//! send functions cost much less than its text output functions (timestamptz_out, numeric_out);
+//! send functions cost less than its text output functions (timestamptz_out, numeric_out);
 //! the text form is then rebuilt here, for the types listed in [`BinaryKind`].
 //!
 //! Invariants:
