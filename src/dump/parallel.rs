@@ -38,14 +38,14 @@ use crate::progress::{NoProgress, Progress};
 /// the planner's row estimate: a table loaded and not yet analyzed has none.
 const SPLIT_MIN_BYTES: i64 = 8 << 20;
 /// Heap bytes per key range, about (the ranges split the key's span evenly).
-const RANGE_BYTES: i64 = 4 << 20;
+const RANGE_BYTES: i64 = 2 << 20;
 /// Ranges per table, at most.
 const MAX_RANGES: i128 = 1024;
 /// Bytes a worker renders before handing them on.
 const PIECE: usize = 128 * 1024;
 /// Rendered bytes all workers together may hold in memory while their parts wait for their
 /// turn; beyond that they go to a temporary file.
-const HELD_IN_MEMORY: usize = 8 << 20;
+const HELD_IN_MEMORY: usize = 16 << 20;
 /// Pieces in flight between the workers and the writing thread.
 const CHANNEL: usize = 16;
 /// Piece buffers kept for reuse: enough for everything held and in flight, so that memory is
@@ -124,10 +124,8 @@ pub(super) fn dump_buffered(
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
-    conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
-        let parts = split(conn, &catalog, &tables, &filters)?;
-        let snapshot = export_snapshot(conn)?;
+    leading(conn, url, opts, progress, |conn, job| {
+        let parts = split(conn, job.catalog, job.tables, job.filters)?;
         let workers = jobs.clamp(1, parts.len().max(1));
         let shared = Shared {
             turn: AtomicUsize::new(0),
@@ -137,19 +135,10 @@ pub(super) fn dump_buffered(
         };
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
-        let job = Job {
-            url,
-            snapshot: &snapshot,
-            catalog: &catalog,
-            tables: &tables,
-            filters: &filters,
-            masks: &masks,
-            opts,
-        };
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (shared, next, parts, job) = (&shared, &next, &parts, &job);
+                let (shared, next, parts) = (&shared, &next, &parts);
                 scope.spawn(move || {
                     if let Err(e) = worker(job, parts, next, shared, &tx) {
                         // Sent before `stop` is set: the others' "stopped" errors come later.
@@ -159,7 +148,7 @@ pub(super) fn dump_buffered(
                 });
             }
             drop(tx);
-            let r = write_in_order(&rx, &shared, &parts, &job, out, progress, shown);
+            let r = write_in_order(&rx, &shared, &parts, job, out, progress, shown);
             if r.is_err() {
                 shared.stop.store(true, Ordering::Relaxed);
             }
@@ -197,8 +186,31 @@ impl Job<'_> {
     }
 }
 
-fn export_snapshot(conn: &mut Connection) -> Result<String> {
-    conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")
+/// The leading connection's part: plans the dump in its repeatable-read transaction, exports
+/// that transaction's snapshot, and runs `run` with what the workers share; the transaction
+/// stays open until `run` returns.
+fn leading<T>(
+    conn: &mut Connection,
+    url: &DatabaseUrl,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+    run: impl FnOnce(&mut Connection, &Job<'_>) -> Result<T>,
+) -> Result<T> {
+    conn.transaction(TxMode::Snapshot, |conn| {
+        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
+        let snapshot: String =
+            conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")?;
+        let job = Job {
+            url,
+            snapshot: &snapshot,
+            catalog: &catalog,
+            tables: &tables,
+            filters: &filters,
+            masks: &masks,
+            opts,
+        };
+        run(conn, &job)
+    })
 }
 
 /// The parts of the dump, in dump order: one per table, or key ranges of the large tables whose
@@ -457,6 +469,15 @@ fn worker(
             held: Held::default(),
             streaming: false,
         };
+        // A key range is best read by an index scan on the key, which gives the rows in order.
+        // Without statistics (a table loaded and not analyzed yet) the planner guesses a few
+        // rows per range and picks a bitmap scan and a sort instead, which costs the server
+        // far more on large ranges: sorts are ruled out for ranges (the session is ours).
+        conn.execute(if part.range.is_some() {
+            "SET LOCAL enable_sort = off"
+        } else {
+            "RESET enable_sort"
+        })?;
         let rows = {
             let mut w = FixtureWriter::rows_only(&mut sink, job.opts.pretty);
             let (only, mask) = (job.filters.of(t), job.masks.table(t));
@@ -605,27 +626,16 @@ pub(super) fn dump_to_dir(
     gzip: bool,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
-    conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
-        let paths = super::file_paths(&catalog, &tables, dir, gzip)?;
-        let snapshot = export_snapshot(conn)?;
-        let workers = jobs.clamp(1, tables.len().max(1));
-        let job = Job {
-            url,
-            snapshot: &snapshot,
-            catalog: &catalog,
-            tables: &tables,
-            filters: &filters,
-            masks: &masks,
-            opts,
-        };
+    leading(conn, url, opts, progress, |_, job| {
+        let paths = super::file_paths(job.catalog, job.tables, dir, gzip)?;
+        let workers = jobs.clamp(1, job.tables.len().max(1));
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<Result<(usize, u64, u64)>>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (job, next, stop, paths) = (&job, &next, &stop, &paths);
+                let (next, stop, paths) = (&next, &stop, &paths);
                 scope.spawn(move || {
                     if let Err(e) = file_worker(job, paths, gzip, next, stop, &tx) {
                         let _ = tx.send(Err(e));
@@ -635,7 +645,7 @@ pub(super) fn dump_to_dir(
             }
             drop(tx);
             let mut summary = DumpSummary {
-                tables: tables.len(),
+                tables: job.tables.len(),
                 ..Default::default()
             };
             let mut result = Ok(());
