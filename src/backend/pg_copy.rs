@@ -160,26 +160,54 @@ pub fn copy_out<E>(
     source: &str,
     mut on_row: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<u64, CopyError<E>> {
+    copy_out_with(conn, source, CopyFormat::Text, |reader, rows| {
+        read_rows(reader, &mut on_row, rows)
+    })
+}
+
+/// Runs `COPY <source> TO STDOUT (FORMAT binary)` and calls `on_row` once per row with its
+/// fields (see [`BinaryRow`]). Same contract as [`copy_out`]: a server error at any point is
+/// [`CopyError::Db`], a failing `on_row` abandons the COPY (the rest of the stream is read and
+/// dropped), and the connection is left usable. A stream that does not end with the binary
+/// format's trailer is an error.
+pub fn copy_out_binary<E>(
+    conn: &mut PgConnection,
+    source: &str,
+    mut on_row: impl FnMut(&BinaryRow<'_>) -> Result<(), E>,
+) -> Result<u64, CopyError<E>> {
+    copy_out_with(conn, source, CopyFormat::Binary, |reader, rows| {
+        read_binary_rows(reader, &mut on_row, rows)
+    })
+}
+
+/// The body of [`copy_out`] and [`copy_out_binary`]: starts the COPY in `format`, lets `read`
+/// consume the stream, and brings the connection back to idle whatever happened.
+fn copy_out_with<E>(
+    conn: &mut PgConnection,
+    source: &str,
+    format: CopyFormat,
+    read: impl FnOnce(&mut dyn BufRead, &mut u64) -> ReadEnd<E>,
+) -> Result<u64, CopyError<E>> {
     let mut rows = 0u64;
     let (outcome, at_end) = {
         let mut reader = {
             let _sql = SqlGuard::install(source);
             diesel::copy_to(RuntimeTarget)
-                .with_format(CopyFormat::Text)
+                .with_format(format)
                 .load_raw(conn)
                 // A failure to start the COPY went through diesel's normal error path, which
                 // drains the connection: nothing to clean up.
                 .map_err(CopyError::Db)?
         };
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            read_rows(&mut reader, &mut on_row, &mut rows)
-        }));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| read(&mut reader, &mut rows)));
         let at_end = match &outcome {
             Ok(ReadEnd::Eof { .. }) => true,
             // Reading fails only when the connection is lost or libpq is not in COPY OUT state.
             Ok(ReadEnd::Io(_)) => false,
             // Trap 1: never leave libpq in COPY OUT state.
-            Ok(ReadEnd::Source(_)) | Err(_) => discard_rest(&mut reader),
+            Ok(ReadEnd::Source(_)) | Ok(ReadEnd::Malformed(_)) | Err(_) => {
+                discard_rest(&mut reader)
+            }
         };
         (outcome, at_end)
     };
@@ -197,7 +225,13 @@ pub fn copy_out<E>(
         Err(payload) => panic::resume_unwind(payload),
         Ok(ReadEnd::Source(e)) => Err(CopyError::Source(e)),
         Ok(ReadEnd::Io(e)) => Err(CopyError::Io(e)),
+        Ok(ReadEnd::Malformed(e)) => {
+            // A server error cuts the stream anywhere: it explains the damage better.
+            fetched.map_err(CopyError::Db)?;
+            Err(CopyError::Io(e))
+        }
         Ok(ReadEnd::Eof { dangling }) => {
+            // The server's error, if any, comes first: a failed COPY also ends early.
             fetched.map_err(CopyError::Db)?;
             if dangling {
                 return Err(CopyError::Io(io::Error::new(
@@ -364,13 +398,15 @@ enum ReadEnd<E> {
     Source(E),
     /// Reading failed (lost connection, ...).
     Io(io::Error),
+    /// The stream is not what the format says (binary COPY); the rest is still to be read.
+    Malformed(io::Error),
 }
 
 /// Splits a text-format COPY stream into rows (a raw `\n` only ever ends a row: newlines in values
 /// are escaped) and hands each one to `on_row` without its newline. libpq delivers one row per
 /// chunk, so rows are normally passed straight from its buffer; rows split across chunks are
 /// reassembled.
-fn read_rows<R: BufRead, E>(
+fn read_rows<R: BufRead + ?Sized, E>(
     reader: &mut R,
     on_row: &mut impl FnMut(&[u8]) -> Result<(), E>,
     rows: &mut u64,
@@ -405,6 +441,181 @@ fn read_rows<R: BufRead, E>(
         }
         carry.extend_from_slice(&chunk[start..]);
         let len = chunk.len();
+        reader.consume(len);
+    }
+}
+
+/// One row of a binary COPY stream: `get(i)` is field `i`'s bytes in the type's binary (send)
+/// form, `None` for SQL NULL. Borrowed from the stream's buffer: valid during `on_row` only.
+pub struct BinaryRow<'a> {
+    data: &'a [u8],
+    /// Per field: `(start, end)` in `data`, or `NULL_SPAN`.
+    spans: &'a [(u32, u32)],
+}
+
+const NULL_SPAN: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl BinaryRow<'_> {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True for a row without fields (the format allows it; a SELECT never makes one).
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Field `i` (panics past [`BinaryRow::len`]: check the count first).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        match self.spans[i] {
+            NULL_SPAN => None,
+            (start, end) => Some(&self.data[start as usize..end as usize]),
+        }
+    }
+}
+
+/// The binary COPY format's signature, the first 11 bytes of its header.
+const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// What [`next_binary_item`] found at the start of a buffer.
+enum BinaryItem {
+    /// The header (signature, flags, extension area).
+    Header,
+    /// A row, whose field spans are now in `spans`.
+    Row,
+    /// The trailer (a field count of -1).
+    Trailer,
+}
+
+/// Parses the next item of a binary COPY stream from the start of `buf`: `Ok(None)` when `buf`
+/// holds only part of it, else the item and the bytes it took. A row's field spans are left in
+/// `spans`, relative to `buf`.
+fn next_binary_item(
+    buf: &[u8],
+    header_done: bool,
+    spans: &mut Vec<(u32, u32)>,
+) -> io::Result<Option<(BinaryItem, usize)>> {
+    let bad =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("binary COPY: {what}"));
+    if !header_done {
+        if buf.len() < 19 {
+            return Ok(None);
+        }
+        if &buf[..11] != BINARY_SIGNATURE {
+            return Err(bad("the stream does not start with the PGCOPY signature"));
+        }
+        let flags = u32::from_be_bytes([buf[11], buf[12], buf[13], buf[14]]);
+        // Bits 0-15 are reserved for format changes a reader must know about (bit 16: OIDs).
+        if flags & 0xffff != 0 || flags & (1 << 16) != 0 {
+            return Err(bad("unknown header flags"));
+        }
+        let ext = u32::from_be_bytes([buf[15], buf[16], buf[17], buf[18]]) as usize;
+        return Ok((buf.len() >= 19 + ext).then_some((BinaryItem::Header, 19 + ext)));
+    }
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let count = i16::from_be_bytes([buf[0], buf[1]]);
+    if count == -1 {
+        return Ok(Some((BinaryItem::Trailer, 2)));
+    }
+    if count < 0 {
+        return Err(bad("negative field count"));
+    }
+    spans.clear();
+    let mut at = 2usize;
+    for _ in 0..count {
+        let Some(len) = buf.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len == -1 {
+            spans.push(NULL_SPAN);
+            continue;
+        }
+        if len < 0 {
+            return Err(bad("negative field length"));
+        }
+        let end = at + len as usize;
+        if end > buf.len() {
+            return Ok(None);
+        }
+        if end >= u32::MAX as usize {
+            return Err(bad("row larger than 4 GiB"));
+        }
+        spans.push((at as u32, end as u32));
+        at = end;
+    }
+    Ok(Some((BinaryItem::Row, at)))
+}
+
+/// Reads a binary COPY stream: checks the header, hands each row to `on_row`, and stops at the
+/// trailer. libpq delivers one row per chunk (the header with the first), so rows are normally
+/// read straight from its buffer; rows split across chunks are reassembled.
+fn read_binary_rows<R: BufRead + ?Sized, E>(
+    reader: &mut R,
+    on_row: &mut impl FnMut(&BinaryRow<'_>) -> Result<(), E>,
+    rows: &mut u64,
+) -> ReadEnd<E> {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut spans: Vec<(u32, u32)> = Vec::new();
+    let mut header_done = false;
+    let mut trailer = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) => return ReadEnd::Io(e),
+        };
+        if chunk.is_empty() {
+            return ReadEnd::Eof {
+                dangling: !carry.is_empty() || !trailer,
+            };
+        }
+        let len = chunk.len();
+        // Parse from the chunk itself unless a partial item is pending.
+        let joined;
+        let buf: &[u8] = if carry.is_empty() {
+            chunk
+        } else {
+            carry.extend_from_slice(chunk);
+            joined = std::mem::take(&mut carry);
+            &joined
+        };
+        let mut start = 0;
+        while start < buf.len() {
+            if trailer {
+                return ReadEnd::Malformed(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "binary COPY: data after the trailer",
+                ));
+            }
+            let rest = &buf[start..];
+            match next_binary_item(rest, header_done, &mut spans) {
+                Err(e) => return ReadEnd::Malformed(e),
+                Ok(None) => break,
+                Ok(Some((item, used))) => {
+                    match item {
+                        BinaryItem::Header => header_done = true,
+                        BinaryItem::Trailer => trailer = true,
+                        BinaryItem::Row => {
+                            let row = BinaryRow {
+                                data: rest,
+                                spans: &spans,
+                            };
+                            if let Err(e) = on_row(&row) {
+                                return ReadEnd::Source(e);
+                            }
+                            *rows += 1;
+                        }
+                    }
+                    start += used;
+                }
+            }
+        }
+        let leftover = buf[start..].to_vec();
+        carry = leftover;
         reader.consume(len);
     }
 }

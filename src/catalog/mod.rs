@@ -52,6 +52,10 @@ pub struct Column {
     /// How values of this column are written to and read from JSON (see `format`).
     #[serde(default)]
     pub kind: ValueKind,
+    /// PostgreSQL: the OID of the column's base type (domains unwrapped, as for `kind`); `None`
+    /// when still a domain after the catalog's two levels of unwrapping, and on SQLite.
+    #[serde(default)]
+    pub base_type: Option<u32>,
     pub nullable: bool,
     pub default: Option<String>,
     /// A generated (computed) column: never written, never loaded.

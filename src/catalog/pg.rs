@@ -100,6 +100,7 @@ fn tables_sql() -> String {
                     'name', a.attname,
                     'type', format_type(a.atttypid, a.atttypmod),
                     'kind', {VALUE_KIND},
+                    'base_type', CASE WHEN bt.typtype <> 'd' THEN bt.oid::int8 END,
                     'nullable', NOT a.attnotnull,
                     'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
                     'generated', a.attgenerated <> '',

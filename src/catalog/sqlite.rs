@@ -200,6 +200,7 @@ fn build(mut raw: Vec<RawTable>, rows: &HashMap<String, f64>) -> Catalog {
                 let generated = matches!(c.hidden, 2 | 3);
                 Column {
                     kind: value_kind(&type_name),
+                    base_type: None,
                     type_name,
                     nullable: !c.notnull && rowid_alias != Some(c.name.as_str()),
                     default: if generated { None } else { c.default.clone() },

@@ -11,6 +11,7 @@
 //! - Masks (`mask`) are resolved and checked with the tables, before the first byte is written,
 //!   and applied to each row as it is converted, whatever the output.
 
+mod direct;
 mod parallel;
 pub(crate) mod pg;
 mod sqlite;
@@ -118,49 +119,77 @@ pub fn dump_to_dir(
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    if let Some(p) = opts.parallel.as_ref().filter(|p| p.jobs > 1) {
+        if conn.backend() == crate::backend::Backend::Postgres {
+            return parallel::dump_to_dir(conn, &p.url, p.jobs, opts, dir, gzip, progress);
+        }
+    }
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
+        let paths = file_paths(&catalog, &tables, dir, gzip)?;
         let mut summary = DumpSummary {
             tables: tables.len(),
             ..Default::default()
         };
-        let ext = if gzip { "json.gz" } else { "json" };
-        let file_name = |t: usize| format!("{}.{ext}", file_stem(&catalog.tables[t].key));
-        // Two keys can make one file name (`a/b` and `a_b`): refuse rather than overwrite.
-        let mut names: HashMap<String, usize> = HashMap::new();
-        for &t in &tables {
-            if let Some(&other) = names.get(&file_name(t)) {
-                return Err(Error::Invalid(format!(
-                    "tables {} and {} would both be written to {}; dump them separately \
-                     (--table / --exclude-table)",
-                    catalog.tables[other].key,
-                    catalog.tables[t].key,
-                    dir.join(file_name(t)).display()
-                )));
-            }
-            names.insert(file_name(t), t);
-        }
-        for &t in &tables {
+        for (&t, path) in tables.iter().zip(&paths) {
             let table = &catalog.tables[t];
-            let path = dir.join(file_name(t));
-            let shown = path.display().to_string();
-            let file = AtomicFile::create(&path)?;
-            let (rows, bytes, file) = {
-                let mut sink = Sink::new(file.writer(), gzip);
-                let mut w = FixtureWriter::new(&mut sink, opts.pretty);
-                let (only, mask) = (filters.of(t), masks.table(t));
-                let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
-                let bytes = w.bytes() + 3;
-                w.finish().map_err(|e| Error::io(&shown, e))?;
-                sink.finish().map_err(|e| Error::io(&shown, e))?;
-                (rows, bytes, file)
-            };
-            file.commit()?;
+            let (only, mask) = (filters.of(t), masks.table(t));
+            let (rows, bytes) =
+                table_to_file(conn, table, only, mask, opts.pretty, path, gzip, progress)?;
             summary.rows += rows;
             summary.bytes += bytes;
         }
         Ok(summary)
     })
+}
+
+/// The file of each table of a dump to a directory, in dump order. Two keys can make one file
+/// name (`a/b` and `a_b`): refused rather than overwritten.
+fn file_paths(catalog: &Catalog, tables: &[usize], dir: &Path, gzip: bool) -> Result<Vec<PathBuf>> {
+    let ext = if gzip { "json.gz" } else { "json" };
+    let file_name = |t: usize| format!("{}.{ext}", file_stem(&catalog.tables[t].key));
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for &t in tables {
+        if let Some(&other) = names.get(&file_name(t)) {
+            return Err(Error::Invalid(format!(
+                "tables {} and {} would both be written to {}; dump them separately \
+                 (--table / --exclude-table)",
+                catalog.tables[other].key,
+                catalog.tables[t].key,
+                dir.join(file_name(t)).display()
+            )));
+        }
+        names.insert(file_name(t), t);
+    }
+    Ok(tables.iter().map(|&t| dir.join(file_name(t))).collect())
+}
+
+/// Dumps one table as a whole fixture document to `path` (atomically); returns its rows and
+/// bytes (before compression).
+#[allow(clippy::too_many_arguments)]
+fn table_to_file(
+    conn: &mut Connection,
+    table: &Table,
+    only: Option<&[subset::Key]>,
+    mask: &TableMask,
+    pretty: bool,
+    path: &Path,
+    gzip: bool,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let shown = path.display().to_string();
+    let file = AtomicFile::create(path)?;
+    let (rows, bytes) = {
+        let mut sink = file.sink(gzip)?;
+        let mut w = FixtureWriter::new(&mut sink, pretty);
+        let rows = dump_table(conn, table, only, mask, &mut w, progress, &shown)?;
+        let bytes = w.bytes() + 3;
+        w.finish().map_err(|e| Error::io(&shown, e))?;
+        sink.finish().map_err(|e| Error::io(&shown, e))?;
+        (rows, bytes)
+    };
+    file.commit()?;
+    Ok((rows, bytes))
 }
 
 /// Dumps to a file path (gzip when it ends in `.gz`), atomically.
@@ -174,7 +203,7 @@ pub fn dump_to_file(
     let gzip = path.extension().is_some_and(|e| e == "gz");
     let file = AtomicFile::create(path)?;
     let summary = {
-        let mut sink = Sink::new(file.writer(), gzip);
+        let mut sink = file.sink(gzip)?;
         let s = dump_buffered(conn, opts, &mut sink, progress, &shown)?;
         sink.finish().map_err(|e| Error::io(&shown, e))?;
         s
@@ -284,8 +313,27 @@ fn dump_table<W: Write>(
     let estimate = only.map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
     progress.table_started(&table.key, Some(estimate));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
+    let rows = table_rows(conn, table, only, None, mask, w, progress, path)?;
+    w.end_table().map_err(|e| Error::io(path, e))?;
+    progress.table_finished(&table.key, rows);
+    Ok(rows)
+}
+
+/// The rows of one table (of `range` of it, when given: PostgreSQL only), without the table's
+/// framing; checks that a subset got all its rows.
+#[allow(clippy::too_many_arguments)]
+fn table_rows<W: Write>(
+    conn: &mut Connection,
+    table: &Table,
+    only: Option<&[subset::Key]>,
+    range: Option<&KeyRange>,
+    mask: &TableMask,
+    w: &mut FixtureWriter<W>,
+    progress: &dyn Progress,
+    path: &str,
+) -> Result<u64> {
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, only, mask, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, only, range, mask, w, progress, path)?,
         Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, mask, w, progress, path)?,
     };
     if let Some(keys) = only.filter(|k| k.len() as u64 != rows) {
@@ -298,9 +346,30 @@ fn dump_table<W: Write>(
             table.key
         )));
     }
-    w.end_table().map_err(|e| Error::io(path, e))?;
-    progress.table_finished(&table.key, rows);
     Ok(rows)
+}
+
+/// A range of a table's rows by the first column of its primary key (an integer column):
+/// `from <= key < to`, either end open. A parallel dump splits large tables into such ranges,
+/// which together hold every row once and, in order, give the rows in primary-key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    pub column: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl KeyRange {
+    /// The SQL condition (the column quoted, the bounds integers).
+    pub(crate) fn condition(&self) -> String {
+        let c = crate::catalog::quote_ident(&self.column);
+        match (self.from, self.to) {
+            (Some(a), Some(b)) => format!("{c} >= {a} AND {c} < {b}"),
+            (Some(a), None) => format!("{c} >= {a}"),
+            (None, Some(b)) => format!("{c} < {b}"),
+            (None, None) => "TRUE".into(),
+        }
+    }
 }
 
 /// A file name for a table key: path separators and control characters replaced.
@@ -314,34 +383,22 @@ fn file_stem(key: &str) -> String {
         .collect()
 }
 
-/// Plain or gzip output.
-enum Sink<W: Write> {
-    Plain(std::io::BufWriter<W>),
-    Gzip(flate2::write::GzEncoder<std::io::BufWriter<W>>),
+/// Plain or gzip output to a file (see `direct`: around the page cache where possible).
+enum Sink {
+    Plain(direct::DirectWriter),
+    Gzip(flate2::write::GzEncoder<direct::DirectWriter>),
 }
 
-impl<W: Write> Sink<W> {
-    fn new(w: W, gzip: bool) -> Self {
-        let buf = std::io::BufWriter::with_capacity(256 * 1024, w);
-        if gzip {
-            Sink::Gzip(flate2::write::GzEncoder::new(
-                buf,
-                flate2::Compression::fast(),
-            ))
-        } else {
-            Sink::Plain(buf)
-        }
-    }
-
+impl Sink {
     fn finish(self) -> std::io::Result<()> {
         match self {
-            Sink::Plain(mut b) => b.flush(),
-            Sink::Gzip(g) => g.finish()?.flush(),
+            Sink::Plain(w) => w.finish(),
+            Sink::Gzip(g) => g.finish()?.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Sink<W> {
+impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Sink::Plain(w) => w.write(buf),
@@ -409,8 +466,23 @@ impl AtomicFile {
         })
     }
 
-    fn writer(&self) -> &std::fs::File {
-        self.tmp.as_file()
+    /// The writer of the file's content (compressed when `gzip`).
+    fn sink(&self, gzip: bool) -> Result<Sink> {
+        let shown = || self.path.display().to_string();
+        let plain = self
+            .tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| Error::io(shown(), e))?;
+        let w = direct::DirectWriter::new(self.tmp.path(), plain);
+        Ok(if gzip {
+            Sink::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Sink::Plain(w)
+        })
     }
 
     fn commit(self) -> Result<()> {

@@ -6,32 +6,111 @@
 //!   (`pg_export_snapshot`) and stays open until every worker is done; each worker's
 //!   transaction starts from it (`SET TRANSACTION SNAPSHOT`), so all tables are read as of the
 //!   same instant whatever is written meanwhile.
-//! - Same bytes as `-j 1`: each table is dumped by the serial path's own per-table function
-//!   into a spool file (an anonymous temporary file, so memory stays flat; disk holds at most
-//!   the tables finished ahead of their turn), and the spools are copied to the output in dump
-//!   order, framed exactly as one writer would have framed them.
-//! - A failure in any worker stops the others at their next table and fails the dump; nothing
-//!   is left at the output path (the caller writes to a temporary file).
+//! - Same bytes as `-j 1`: the dump is cut into parts, each a table or, for a large table whose
+//!   primary key starts with an integer column, a range of that column (`KeyRange`: the ranges
+//!   of a table cover every value once and follow each other in key order). Each part's rows are
+//!   rendered by the serial path's own per-table code; the leading thread writes the parts in
+//!   order and frames them (table keys, separators) exactly as one writer would.
+//! - One write per byte: the part whose turn it is streams to the output as it is read; a part
+//!   read ahead of its turn is held in memory (at most [`HELD_IN_MEMORY`] bytes for all workers
+//!   together) and beyond that in an anonymous temporary file, until its turn. Memory stays flat
+//!   whatever the table sizes.
+//! - A failure in any worker stops the others (at their next piece of output) and fails the
+//!   dump; nothing is left at the output path (the caller writes to a temporary file). With one
+//!   file per table (`-o DIR/`), each file still appears only when complete.
 
 use std::collections::BTreeMap;
-use std::io::{Seek, Write};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
-use super::{dump_table, plan, DumpOptions, DumpSummary, Filters};
+use super::{plan, table_rows, DumpOptions, DumpSummary, Filters, KeyRange};
 use crate::backend::{Connection, DatabaseUrl, TxMode};
-use crate::catalog::Catalog;
+use crate::catalog::{quote_ident, Catalog, Table, TableKind};
 use crate::error::{Error, Result};
+use crate::format::copy_binary::BinaryKind;
 use crate::format::writer::FixtureWriter;
 use crate::mask::MaskPlan;
 use crate::progress::{NoProgress, Progress};
 
-/// One finished table: its place in the dump, its spool and counts.
-struct Done {
+/// Tables whose heap holds at least this many bytes are split into key ranges. By size, not by
+/// the planner's row estimate: a table loaded and not yet analyzed has none.
+const SPLIT_MIN_BYTES: i64 = 8 << 20;
+/// Heap bytes per key range, about (the ranges split the key's span evenly).
+const RANGE_BYTES: i64 = 2 << 20;
+/// Ranges per table, at most.
+const MAX_RANGES: i128 = 1024;
+/// Bytes a worker renders before handing them on.
+const PIECE: usize = 128 * 1024;
+/// Rendered bytes all workers together may hold in memory while their parts wait for their
+/// turn; beyond that they go to a temporary file.
+const HELD_IN_MEMORY: usize = 16 << 20;
+/// Pieces in flight between the workers and the writing thread.
+const CHANNEL: usize = 16;
+/// Piece buffers kept for reuse: enough for everything held and in flight, so that memory is
+/// touched once (fresh pages are slow to fault in on a lazily backed virtual machine).
+const POOL: usize = HELD_IN_MEMORY / PIECE + CHANNEL + 8;
+
+/// A part of the dump that one worker reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Part {
+    /// The table's place in the dump order.
     position: usize,
-    spool: std::fs::File,
-    rows: u64,
-    bytes: u64,
+    /// `None`: the whole table.
+    range: Option<KeyRange>,
+    /// The table's first and last parts: the writer opens and closes the table there.
+    first: bool,
+    last: bool,
+}
+
+/// From the workers to the writing thread.
+enum Msg {
+    /// Output of the part whose turn it is, in order.
+    Piece(Vec<u8>),
+    /// A part is read: what it held back, and how many rows it had.
+    Done {
+        part: usize,
+        held: Held,
+        rows: u64,
+    },
+    Failed(Error),
+}
+
+/// Output of a part read ahead of its turn: pieces in memory, then (past the memory budget) a
+/// temporary file.
+#[derive(Default)]
+struct Held {
+    pieces: Vec<Vec<u8>>,
+    spool: Option<std::fs::File>,
+}
+
+/// What the workers and the writing thread share.
+struct Shared {
+    /// The part being written to the output.
+    turn: AtomicUsize,
+    /// Set when the dump fails: workers stop at their next piece.
+    stop: AtomicBool,
+    /// Bytes held in memory by parts waiting for their turn.
+    held: AtomicUsize,
+    /// Written pieces, for reuse (at most [`POOL`]).
+    pool: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    fn buffer(&self) -> Vec<u8> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.pop()
+            .unwrap_or_else(|| Vec::with_capacity(PIECE + PIECE / 4))
+    }
+
+    fn recycle(&self, mut piece: Vec<u8>) {
+        piece.clear();
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL {
+            pool.push(piece);
+        }
+    }
 }
 
 /// Dumps like [`super::dump`] with `jobs` connections to `url` (the database `conn` is open
@@ -45,154 +124,621 @@ pub(super) fn dump_buffered(
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
-    conn.transaction(TxMode::Snapshot, |conn| {
-        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
-        let snapshot: String =
-            conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")?;
-        let workers = jobs.clamp(1, tables.len().max(1));
+    leading(conn, url, opts, progress, |conn, job| {
+        let parts = split(conn, job.catalog, job.tables, job.filters)?;
+        let workers = jobs.clamp(1, parts.len().max(1));
+        let shared = Shared {
+            turn: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
+            pool: Mutex::new(Vec::new()),
+        };
         let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<Result<Done>>();
+        let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (catalog, tables, next, stop, snapshot) =
-                    (&catalog, &tables, &next, &stop, &snapshot);
-                let sel = Rows {
-                    filters: &filters,
-                    masks: &masks,
-                };
+                let (shared, next, parts) = (&shared, &next, &parts);
                 scope.spawn(move || {
-                    let r = worker(url, snapshot, catalog, tables, sel, opts, next, stop, &tx);
-                    if let Err(e) = r {
-                        stop.store(true, Ordering::Relaxed);
-                        let _ = tx.send(Err(e));
+                    if let Err(e) = worker(job, parts, next, shared, &tx) {
+                        // Sent before `stop` is set: the others' "stopped" errors come later.
+                        let _ = tx.send(Msg::Failed(e));
+                        shared.stop.store(true, Ordering::Relaxed);
                     }
                 });
             }
             drop(tx);
-            let r = write_in_order(&rx, &catalog, &tables, opts, out, progress, shown);
+            let r = write_in_order(&rx, &shared, &parts, job, out, progress, shown);
             if r.is_err() {
-                stop.store(true, Ordering::Relaxed);
+                shared.stop.store(true, Ordering::Relaxed);
             }
-            // Drain so that workers blocked on nothing finish; their errors come after ours.
+            // Let the workers finish (their messages are dropped); their errors come after ours.
             for _ in rx.iter() {}
             r
         })
     })
 }
 
-/// Copies the spools to `out` in dump order as they arrive, then closes the document.
-fn write_in_order(
-    rx: &mpsc::Receiver<Result<Done>>,
+/// What every worker needs to read its parts.
+struct Job<'a> {
+    url: &'a DatabaseUrl,
+    snapshot: &'a str,
+    catalog: &'a Catalog,
+    tables: &'a [usize],
+    filters: &'a Filters,
+    masks: &'a MaskPlan,
+    opts: &'a DumpOptions,
+}
+
+impl Job<'_> {
+    fn table(&self, position: usize) -> &Table {
+        &self.catalog.tables[self.tables[position]]
+    }
+
+    /// A connection in a read-only transaction on the leading connection's snapshot.
+    fn connect(&self) -> Result<Connection> {
+        let mut conn = Connection::open(self.url, false)?;
+        conn.execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            crate::catalog::quote_literal(self.snapshot)
+        ))?;
+        Ok(conn)
+    }
+}
+
+/// The leading connection's part: plans the dump in its repeatable-read transaction, exports
+/// that transaction's snapshot, and runs `run` with what the workers share; the transaction
+/// stays open until `run` returns.
+fn leading<T>(
+    conn: &mut Connection,
+    url: &DatabaseUrl,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+    run: impl FnOnce(&mut Connection, &Job<'_>) -> Result<T>,
+) -> Result<T> {
+    conn.transaction(TxMode::Snapshot, |conn| {
+        let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
+        let snapshot: String =
+            conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")?;
+        let job = Job {
+            url,
+            snapshot: &snapshot,
+            catalog: &catalog,
+            tables: &tables,
+            filters: &filters,
+            masks: &masks,
+            opts,
+        };
+        run(conn, &job)
+    })
+}
+
+/// The parts of the dump, in dump order: one per table, or key ranges of the large tables whose
+/// primary key starts with an integer column (not for a subset's key list: those tables are
+/// read whole).
+fn split(
+    conn: &mut Connection,
     catalog: &Catalog,
     tables: &[usize],
-    opts: &DumpOptions,
+    filters: &Filters,
+) -> Result<Vec<Part>> {
+    let candidates: Vec<(usize, &str)> = tables
+        .iter()
+        .enumerate()
+        .filter(|&(_, &t)| filters.of(t).is_none())
+        .filter_map(|(position, &t)| Some((position, split_column(&catalog.tables[t])?)))
+        .collect();
+    // The heap sizes of the candidates (partitions summed), in one query.
+    let sizes: Vec<i64> = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let exprs: Vec<String> = candidates
+            .iter()
+            .map(|&(position, _)| {
+                let table = &catalog.tables[tables[position]];
+                let name = crate::catalog::quote_literal(&table.name.sql());
+                match table.kind {
+                    // pg_partition_tree lists nothing for an ordinary table.
+                    TableKind::Ordinary => format!("pg_relation_size({name}::regclass)"),
+                    TableKind::Partitioned => format!(
+                        "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
+                         FROM pg_partition_tree({name}::regclass))::int8"
+                    ),
+                }
+            })
+            .collect();
+        conn.query_json(&format!(
+            "SELECT json_build_array({})::text AS j",
+            exprs.join(", ")
+        ))?
+    };
+    let mut ranges: BTreeMap<usize, Vec<KeyRange>> = BTreeMap::new();
+    for (&(position, column), &size) in candidates.iter().zip(&sizes) {
+        if size >= SPLIT_MIN_BYTES {
+            let table = &catalog.tables[tables[position]];
+            let count = (size + RANGE_BYTES - 1) / RANGE_BYTES;
+            ranges.insert(position, key_ranges(conn, table, column, count)?);
+        }
+    }
+    let mut parts = Vec::new();
+    for position in 0..tables.len() {
+        let ranges = ranges.remove(&position).unwrap_or_default();
+        if ranges.is_empty() {
+            parts.push(Part {
+                position,
+                range: None,
+                first: true,
+                last: true,
+            });
+            continue;
+        }
+        let n = ranges.len();
+        parts.extend(ranges.into_iter().enumerate().map(|(i, r)| Part {
+            position,
+            range: Some(r),
+            first: i == 0,
+            last: i + 1 == n,
+        }));
+    }
+    Ok(parts)
+}
+
+/// The first primary-key column when it is a (small/big) integer: ranges of it follow the
+/// dump's row order.
+fn split_column(table: &Table) -> Option<&str> {
+    let first = table.primary_key.first()?;
+    let column = table.columns.iter().find(|c| &c.name == first)?;
+    matches!(
+        BinaryKind::for_column(column.kind, column.base_type),
+        Some(BinaryKind::Int2 | BinaryKind::Int4 | BinaryKind::Int8)
+    )
+    .then_some(first.as_str())
+}
+
+/// Splits the span of `column`'s values (min to max, read through its index) into `count`
+/// ranges; none when the table is empty.
+fn key_ranges(
+    conn: &mut Connection,
+    table: &Table,
+    column: &str,
+    count: i64,
+) -> Result<Vec<KeyRange>> {
+    let c = quote_ident(column);
+    let (min, max): (Option<i64>, Option<i64>) = conn.query_json(&format!(
+        "SELECT json_build_array(min({c}), max({c}))::text AS j FROM {}",
+        table.own_rows_sql()
+    ))?;
+    let (Some(min), Some(max)) = (min, max) else {
+        return Ok(Vec::new());
+    };
+    Ok(even_ranges(column, min, max, count))
+}
+
+/// `min..=max` cut into `count` ranges of equal width (fewer when the span is narrower); the
+/// first and last are open-ended, so every value belongs to exactly one range.
+fn even_ranges(column: &str, min: i64, max: i64, count: i64) -> Vec<KeyRange> {
+    let span = i128::from(max) - i128::from(min) + 1;
+    let count = i128::from(count).clamp(1, MAX_RANGES).min(span);
+    let mut bounds: Vec<i64> = (1..count)
+        .map(|i| (i128::from(min) + span * i / count) as i64)
+        .collect();
+    bounds.dedup();
+    let mut ranges = Vec::with_capacity(bounds.len() + 1);
+    let mut from = None;
+    for b in bounds {
+        ranges.push(KeyRange {
+            column: column.to_string(),
+            from,
+            to: Some(b),
+        });
+        from = Some(b);
+    }
+    ranges.push(KeyRange {
+        column: column.to_string(),
+        from,
+        to: None,
+    });
+    ranges
+}
+
+/// Writes the parts to `out` in order as they come, framed as one writer frames a document.
+fn write_in_order(
+    rx: &mpsc::Receiver<Msg>,
+    shared: &Shared,
+    parts: &[Part],
+    job: &Job<'_>,
     out: &mut dyn Write,
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
-    let mut waiting: BTreeMap<usize, Done> = BTreeMap::new();
-    let mut written = 0;
+    let io = |e| Error::io(shown, e);
+    let mut w = FixtureWriter::new(out, job.opts.pretty);
+    let mut waiting: BTreeMap<usize, (Held, u64)> = BTreeMap::new();
     let mut summary = DumpSummary {
-        tables: tables.len(),
+        tables: job.tables.len(),
         ..Default::default()
     };
-    let mut body = 0u64;
-    while written < tables.len() {
-        let done = match rx.recv() {
-            Ok(d) => d?,
+    let mut turn = 0;
+    // Whether the part whose turn it is has started (its table opened when it is the first).
+    let mut begun = false;
+    let mut table_rows = 0u64;
+    let begin = |w: &mut FixtureWriter<&mut dyn Write>, begun: &mut bool, part: &Part| {
+        if !*begun && part.first {
+            let table = job.table(part.position);
+            let estimate = job
+                .filters
+                .of(job.tables[part.position])
+                .map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
+            progress.table_started(&table.key, Some(estimate));
+            w.begin_table(&table.key)?;
+        }
+        *begun = true;
+        Ok::<(), std::io::Error>(())
+    };
+    while turn < parts.len() {
+        match rx.recv() {
             Err(_) => {
                 return Err(Error::Invalid(
                     "a parallel dump worker stopped without a result".into(),
                 ))
             }
-        };
-        waiting.insert(done.position, done);
-        while let Some(mut d) = waiting.remove(&written) {
-            let table = &catalog.tables[tables[written]];
-            progress.table_started(&table.key, Some(d.rows));
-            d.spool
-                .rewind()
-                .and_then(|_| std::io::copy(&mut d.spool, out))
-                .map_err(|e| Error::io(shown, e))?;
-            progress.rows(d.rows);
-            progress.table_finished(&table.key, d.rows);
-            summary.rows += d.rows;
-            body += d.bytes;
-            written += 1;
+            Ok(Msg::Failed(e)) => return Err(e),
+            Ok(Msg::Piece(piece)) => {
+                begin(&mut w, &mut begun, &parts[turn]).map_err(io)?;
+                w.append_rows(&piece).map_err(io)?;
+                shared.recycle(piece);
+            }
+            Ok(Msg::Done { part, held, rows }) => {
+                waiting.insert(part, (held, rows));
+                while let Some((held, rows)) = waiting.remove(&turn) {
+                    let part = &parts[turn];
+                    begin(&mut w, &mut begun, part).map_err(io)?;
+                    write_held(&mut w, shared, held).map_err(io)?;
+                    progress.rows(rows);
+                    table_rows += rows;
+                    summary.rows += rows;
+                    if part.last {
+                        w.end_table().map_err(io)?;
+                        progress.table_finished(&job.table(part.position).key, table_rows);
+                        table_rows = 0;
+                    }
+                    turn += 1;
+                    begun = false;
+                    shared.turn.store(turn, Ordering::Release);
+                }
+            }
         }
     }
-    // The closing bytes, as the one writer of a serial dump writes them.
-    let closing = FixtureWriter::resume(&mut *out, opts.pretty, tables.len());
-    closing.finish().map_err(|e| Error::io(shown, e))?;
-    summary.bytes = body + 3;
+    // The document's closing bytes, which `finish` writes.
+    summary.bytes = w.bytes() + 3;
+    w.finish().map_err(io)?;
     Ok(summary)
 }
 
-/// Which rows of each table the workers write, and how they are masked: the serial plan's.
-#[derive(Clone, Copy)]
-struct Rows<'a> {
-    filters: &'a Filters,
-    masks: &'a MaskPlan,
+/// Writes what a part held back: its pieces in memory, then its temporary file.
+fn write_held(
+    w: &mut FixtureWriter<&mut dyn Write>,
+    shared: &Shared,
+    held: Held,
+) -> std::io::Result<()> {
+    for piece in held.pieces {
+        w.append_rows(&piece)?;
+        shared.held.fetch_sub(piece.len(), Ordering::Relaxed);
+        shared.recycle(piece);
+    }
+    if let Some(mut spool) = held.spool {
+        spool.rewind()?;
+        let mut buf = shared.buffer();
+        buf.resize(PIECE, 0);
+        loop {
+            let n = spool.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            w.append_rows(&buf[..n])?;
+        }
+        shared.recycle(buf);
+    }
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads parts until none is left (or the dump is stopped).
 fn worker(
-    url: &DatabaseUrl,
-    snapshot: &str,
-    catalog: &Catalog,
-    tables: &[usize],
-    sel: Rows<'_>,
-    opts: &DumpOptions,
+    job: &Job<'_>,
+    parts: &[Part],
     next: &AtomicUsize,
-    stop: &AtomicBool,
-    tx: &mpsc::Sender<Result<Done>>,
+    shared: &Shared,
+    tx: &mpsc::SyncSender<Msg>,
 ) -> Result<()> {
-    let mut conn = Connection::open(url, false)?;
-    conn.execute(&format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-        crate::catalog::quote_literal(snapshot)
-    ))?;
+    let mut conn = job.connect()?;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        let position = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&t) = tables.get(position) else {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(index) else {
             break;
         };
-        let table = &catalog.tables[t];
-        let spool = tempfile::tempfile().map_err(|e| Error::io("temporary spool file", e))?;
-        let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, spool);
-        let (rows, bytes) = {
-            let mut w = FixtureWriter::resume(&mut buffered, opts.pretty, position);
-            let (only, mask) = (sel.filters.of(t), sel.masks.table(t));
-            let n = dump_table(
+        let t = job.tables[part.position];
+        let table = &job.catalog.tables[t];
+        let mut sink = PartSink {
+            part: index,
+            shared,
+            tx,
+            buf: shared.buffer(),
+            held: Held::default(),
+            streaming: false,
+        };
+        // A key range is best read by an index scan on the key, which gives the rows in order.
+        // Without statistics (a table loaded and not analyzed yet) the planner guesses a few
+        // rows per range and picks a bitmap scan and a sort instead, which costs the server
+        // far more on large ranges: sorts are ruled out for ranges (the session is ours).
+        conn.execute(if part.range.is_some() {
+            "SET LOCAL enable_sort = off"
+        } else {
+            "RESET enable_sort"
+        })?;
+        let rows = {
+            let mut w = FixtureWriter::rows_only(&mut sink, job.opts.pretty);
+            let (only, mask) = (job.filters.of(t), job.masks.table(t));
+            let range = part.range.as_ref();
+            let n = table_rows(
                 &mut conn,
                 table,
                 only,
+                range,
                 mask,
                 &mut w,
                 &NoProgress,
                 "<output>",
             )?;
-            (n, w.bytes())
+            w.finish_rows()
+                .map_err(|e| Error::io("<parallel dump>", e))?;
+            n
         };
-        let spool = buffered
-            .into_inner()
-            .map_err(|e| Error::io("temporary spool file", e.into_error()))?;
+        let held = sink
+            .finish()
+            .map_err(|e| Error::io("temporary spool file", e))?;
         if tx
-            .send(Ok(Done {
-                position,
-                spool,
+            .send(Msg::Done {
+                part: index,
+                held,
                 rows,
-                bytes,
-            }))
+            })
             .is_err()
         {
             break;
         }
     }
     conn.execute("COMMIT")
+}
+
+/// Where a worker writes a part: straight on to the writing thread when it is the part's turn,
+/// else held (memory, then a temporary file) until then.
+struct PartSink<'a> {
+    part: usize,
+    shared: &'a Shared,
+    tx: &'a mpsc::SyncSender<Msg>,
+    buf: Vec<u8>,
+    held: Held,
+    /// Its turn came: everything held has been sent, the rest goes straight on.
+    streaming: bool,
+}
+
+impl PartSink<'_> {
+    fn send(&self, msg: Msg) -> std::io::Result<()> {
+        self.tx
+            .send(msg)
+            .map_err(|_| std::io::Error::other("the parallel dump's writer stopped"))
+    }
+
+    /// Hands the buffered bytes on.
+    fn hand_on(&mut self) -> std::io::Result<()> {
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other(
+                "stopped: another part of the parallel dump failed",
+            ));
+        }
+        let piece = std::mem::replace(&mut self.buf, self.shared.buffer());
+        if !self.streaming && self.shared.turn.load(Ordering::Acquire) == self.part {
+            self.streaming = true;
+            self.send_held()?;
+        }
+        if self.streaming {
+            return self.send(Msg::Piece(piece));
+        }
+        let len = piece.len();
+        if self.held.spool.is_none()
+            && self.shared.held.fetch_add(len, Ordering::Relaxed) + len <= HELD_IN_MEMORY
+        {
+            self.held.pieces.push(piece);
+            return Ok(());
+        }
+        if self.held.spool.is_none() {
+            // Over budget: undo the reservation; from now on this part spills.
+            self.shared.held.fetch_sub(len, Ordering::Relaxed);
+            self.held.spool = Some(tempfile::tempfile()?);
+        }
+        if let Some(spool) = self.held.spool.as_mut() {
+            spool.write_all(&piece)?;
+        }
+        self.shared.recycle(piece);
+        Ok(())
+    }
+
+    /// The part's turn came while it was being read: send what it held, in order.
+    fn send_held(&mut self) -> std::io::Result<()> {
+        let held = std::mem::take(&mut self.held);
+        for piece in held.pieces {
+            self.shared.held.fetch_sub(piece.len(), Ordering::Relaxed);
+            self.send(Msg::Piece(piece))?;
+        }
+        if let Some(mut spool) = held.spool {
+            spool.rewind()?;
+            loop {
+                let mut buf = self.shared.buffer();
+                buf.resize(PIECE, 0);
+                let n = spool.read(&mut buf)?;
+                if n == 0 {
+                    self.shared.recycle(buf);
+                    break;
+                }
+                buf.truncate(n);
+                self.send(Msg::Piece(buf))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands on the last bytes; returns what is still held (for the writing thread).
+    fn finish(mut self) -> std::io::Result<Held> {
+        if !self.buf.is_empty() {
+            self.hand_on()?;
+        }
+        self.shared.recycle(std::mem::take(&mut self.buf));
+        Ok(std::mem::take(&mut self.held))
+    }
+}
+
+impl Write for PartSink<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.hand_on()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `dump -j N -o DIR/`: each table is read by one worker and written to its own file
+/// (`paths[position]`), which appears when complete, as in a serial dump to a directory.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dump_to_dir(
+    conn: &mut Connection,
+    url: &DatabaseUrl,
+    jobs: usize,
+    opts: &DumpOptions,
+    dir: &Path,
+    gzip: bool,
+    progress: &dyn Progress,
+) -> Result<DumpSummary> {
+    leading(conn, url, opts, progress, |_, job| {
+        let paths = super::file_paths(job.catalog, job.tables, dir, gzip)?;
+        let workers = jobs.clamp(1, job.tables.len().max(1));
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<Result<(usize, u64, u64)>>();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, stop, paths) = (&next, &stop, &paths);
+                scope.spawn(move || {
+                    if let Err(e) = file_worker(job, paths, gzip, next, stop, &tx) {
+                        let _ = tx.send(Err(e));
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                });
+            }
+            drop(tx);
+            let mut summary = DumpSummary {
+                tables: job.tables.len(),
+                ..Default::default()
+            };
+            let mut result = Ok(());
+            for done in rx.iter() {
+                match done {
+                    Ok((position, rows, bytes)) => {
+                        let key = &job.table(position).key;
+                        progress.table_started(key, Some(rows));
+                        progress.rows(rows);
+                        progress.table_finished(key, rows);
+                        summary.rows += rows;
+                        summary.bytes += bytes;
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                    }
+                }
+            }
+            result.map(|_| summary)
+        })
+    })
+}
+
+/// Reads whole tables into their files until none is left (or the dump is stopped).
+fn file_worker(
+    job: &Job<'_>,
+    paths: &[PathBuf],
+    gzip: bool,
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Result<(usize, u64, u64)>>,
+) -> Result<()> {
+    let mut conn = job.connect()?;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let position = next.fetch_add(1, Ordering::Relaxed);
+        let Some(path) = paths.get(position) else {
+            break;
+        };
+        let t = job.tables[position];
+        let (rows, bytes) = super::table_to_file(
+            &mut conn,
+            job.table(position),
+            job.filters.of(t),
+            job.masks.table(t),
+            job.opts.pretty,
+            path,
+            gzip,
+            &NoProgress,
+        )?;
+        if tx.send(Ok((position, rows, bytes))).is_err() {
+            break;
+        }
+    }
+    conn.execute("COMMIT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(ranges: &[KeyRange]) -> Vec<(Option<i64>, Option<i64>)> {
+        ranges.iter().map(|r| (r.from, r.to)).collect()
+    }
+
+    #[test]
+    fn ranges_cover_every_key_once_in_order() {
+        assert_eq!(bounds(&even_ranges("id", 1, 1_000_000, 20)).len(), 20);
+        assert_eq!(
+            bounds(&even_ranges("id", 1, 100, 3)),
+            vec![(None, Some(34)), (Some(34), Some(67)), (Some(67), None)]
+        );
+        // A span narrower than the range count: one range per key value at most.
+        assert_eq!(
+            bounds(&even_ranges("id", 5, 6, 1000)),
+            vec![(None, Some(6)), (Some(6), None)]
+        );
+        assert_eq!(bounds(&even_ranges("id", 7, 7, 1000)), vec![(None, None)]);
+        // The extremes of bigint do not overflow.
+        let wide = even_ranges("id", i64::MIN, i64::MAX, 1 << 40);
+        assert_eq!(wide.len() as i128, MAX_RANGES);
+        assert!(wide.windows(2).all(|w| w[0].to == w[1].from));
+        let inner: Vec<i64> = wide.iter().filter_map(|r| r.to).collect();
+        assert_eq!(inner.len(), wide.len() - 1);
+        assert!(inner.windows(2).all(|b| b[0] < b[1]));
+        assert_eq!(
+            wide[0].condition(),
+            format!("\"id\" < {}", wide[0].to.unwrap())
+        );
+    }
 }

@@ -1,19 +1,26 @@
-//! PostgreSQL table dump: `COPY (SELECT ...) TO STDOUT` in text format, turned into JSON on the
-//! client. Only columns whose JSON form differs from their text form (arrays, composites, ...)
-//! are rendered by the server (`to_json`); everything else is converted here, which keeps the
-//! server's work close to pg_dump's.
+//! PostgreSQL table dump: `COPY (SELECT ...) TO STDOUT`, turned into JSON on the client.
+//!
+//! Binary COPY when every column of the table has a client-side rendering
+//! (`format::copy_binary`): the server's binary send functions cost less than its text output
+//! (timestamptz_out, numeric_out), and the client rebuilds the same text.
+//! Columns whose JSON form differs from their text form (arrays, composites, ...) and types
+//! without a client-side rendering are selected as `to_json(col)`, rendered by the server.
+//! Otherwise (a column whose base type the catalog could not resolve) text COPY, with the same
+//! bytes out: each value's JSON is `format::value::push_json` of its text form either way.
 
 use std::io::Write;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
-use crate::backend::pg_copy::{copy_out, CopyError};
-use crate::catalog::{quote_ident, Table, ValueKind};
+use super::KeyRange;
+use crate::backend::pg_copy::{copy_out, copy_out_binary, CopyError};
+use crate::catalog::{quote_ident, Column, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Result};
+use crate::format::copy_binary::{push_binary_json, BinaryKind};
 use crate::format::copy_text::{push_json_string, CopyRow};
 use crate::format::value::push_json;
-use crate::format::writer::FixtureWriter;
+use crate::format::writer::{FixtureWriter, RowLayout};
 use crate::mask::{MaskError, TableMask};
 use crate::progress::Progress;
 use crate::subset::Key;
@@ -25,14 +32,44 @@ pub(crate) const STABLE_OUTPUT: &str =
      SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; \
      SET LOCAL TimeZone = 'UTC'";
 
+/// How a table's rows are read: `COPY ... (FORMAT binary)` with one rendering per column when
+/// every column has one (see `format::copy_binary`), else text COPY.
+enum Read {
+    Binary(Vec<BinaryKind>),
+    Text,
+}
+
+impl Read {
+    fn of(table: &Table) -> Read {
+        let kinds: Option<Vec<BinaryKind>> = table
+            .stored_columns()
+            .map(|c| BinaryKind::for_column(c.kind, c.base_type))
+            .collect();
+        match kinds {
+            // A table without columns selects one NULL of type unknown: text reads it.
+            Some(k) if !k.is_empty() => Read::Binary(k),
+            _ => Read::Text,
+        }
+    }
+}
+
 /// The COPY source for a table: its stored columns, structured ones through to_json, in
 /// primary-key order; with `condition`, only the rows matching it (a subset).
 pub(crate) fn copy_source(table: &Table, condition: Option<&str>) -> String {
+    select_source(table, condition, |c| c.kind == ValueKind::Structured)
+}
+
+/// [`copy_source`] with the columns for which `to_json(c)` is true selected as `to_json(col)`.
+fn select_source(
+    table: &Table,
+    condition: Option<&str>,
+    to_json: impl Fn(&Column) -> bool,
+) -> String {
     let cols: Vec<String> = table
         .stored_columns()
         .map(|c| {
             let q = quote_ident(&c.name);
-            if c.kind == ValueKind::Structured {
+            if to_json(c) {
                 format!("to_json({q})")
             } else {
                 q
@@ -69,10 +106,12 @@ pub(crate) fn copy_source(table: &Table, condition: Option<&str>) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dump_table<W: Write>(
     conn: &mut PgConnection,
     table: &Table,
     only: Option<&[Key]>,
+    range: Option<&KeyRange>,
     mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
@@ -80,56 +119,77 @@ pub(super) fn dump_table<W: Write>(
 ) -> Result<u64> {
     conn.batch_execute(STABLE_OUTPUT)
         .map_err(|e| Error::db("setting output formats", describe_diesel(&e)))?;
-    let condition = match only {
+    let subset = match only {
         Some(keys) => Some(crate::subset::pg::install_filter(conn, table, keys)?),
         None => None,
     };
-    let cols: Vec<(Vec<u8>, ValueKind)> = table
+    let condition = match (subset, range) {
+        (Some(s), Some(r)) => Some(format!("({s}) AND {}", r.condition())),
+        (s, r) => s.or_else(|| r.map(KeyRange::condition)),
+    };
+    // Each column's name, as a JSON string.
+    let cols: Vec<Vec<u8>> = table
         .stored_columns()
         .map(|c| {
             let mut k = Vec::new();
             push_json_string(&mut k, c.name.as_bytes());
-            (k, c.kind)
+            k
         })
         .collect();
-    let mut row = CopyRow::new();
-    let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
-    let mut scratch = Vec::new();
-    let mut mask_scratch = Vec::new();
-    let mut mask_error: Option<MaskError> = None;
-    let mut count = 0u64;
-    let result = copy_out(conn, &copy_source(table, condition.as_deref()), |line| {
-        let n = row
-            .parse(line)
-            .map_err(|e| io_err(format!("unreadable COPY row: {}", e.message)))?;
-        let expected = cols.len().max(1);
-        if n != expected {
-            return Err(io_err(format!(
-                "COPY row has {n} fields, expected {expected}"
-            )));
+    let layout = w.layout(cols.iter().map(Vec::as_slice));
+    let mut out = RowOut {
+        masked: !mask.is_noop(),
+        mask,
+        layout,
+        w,
+        values: vec![Vec::new(); cols.len()],
+        scratch: Vec::new(),
+        mask_scratch: Vec::new(),
+        mask_error: None,
+        count: 0,
+        progress,
+    };
+    let result = match Read::of(table) {
+        Read::Binary(kinds) => {
+            let source = select_source(table, condition.as_deref(), |c| {
+                BinaryKind::for_column(c.kind, c.base_type).is_some_and(BinaryKind::selects_to_json)
+            });
+            copy_out_binary(conn, &source, |row| {
+                if row.len() != kinds.len() {
+                    return Err(io_err(format!(
+                        "COPY row has {} fields, expected {}",
+                        row.len(),
+                        kinds.len()
+                    )));
+                }
+                out.emit(|i, buf| {
+                    push_binary_json(buf, kinds[i], row.get(i)).map_err(|e| io_err(e.0))
+                })
+            })
         }
-        for (i, (_, kind)) in cols.iter().enumerate() {
-            values[i].clear();
-            push_json(&mut values[i], *kind, row.get(i));
+        Read::Text => {
+            let kinds: Vec<ValueKind> = table.stored_columns().map(|c| c.kind).collect();
+            let mut row = CopyRow::new();
+            copy_out(conn, &copy_source(table, condition.as_deref()), |line| {
+                let n = row
+                    .parse(line)
+                    .map_err(|e| io_err(format!("unreadable COPY row: {}", e.message)))?;
+                let expected = kinds.len().max(1);
+                if n != expected {
+                    return Err(io_err(format!(
+                        "COPY row has {n} fields, expected {expected}"
+                    )));
+                }
+                out.emit(|i, buf| {
+                    push_json(buf, kinds[i], row.get(i));
+                    Ok(())
+                })
+            })
         }
-        if let Err(e) = mask.apply(&mut values, &mut mask_scratch) {
-            mask_error = Some(e);
-            return Err(io_err("masking failed".into()));
-        }
-        let fields: Vec<(&[u8], &[u8])> = cols
-            .iter()
-            .zip(&values)
-            .map(|((k, _), v)| (k.as_slice(), v.as_slice()))
-            .collect();
-        w.row(&fields, &mut scratch)?;
-        count += 1;
-        if count.is_multiple_of(4096) {
-            progress.rows(4096);
-        }
-        Ok(())
-    });
+    };
+    let count = out.count;
     progress.rows(count % 4096);
-    if let Some(e) = mask_error {
+    if let Some(e) = out.mask_error {
         return Err(crate::error::Error::Fixture {
             location: Box::new(crate::error::Location {
                 table: Some(table.key.clone()),
@@ -147,6 +207,55 @@ pub(super) fn dump_table<W: Write>(
             format!("dumping table {}", table.key),
             describe_diesel(&e),
         )),
+    }
+}
+
+/// Where a table's rendered rows go: masked (when the table has masks), written, counted.
+struct RowOut<'a, W: Write> {
+    w: &'a mut FixtureWriter<W>,
+    layout: RowLayout,
+    mask: &'a TableMask,
+    /// Whether `mask` changes anything: if not, values are rendered straight into the row.
+    masked: bool,
+    /// One buffer per column, for the masks.
+    values: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+    mask_scratch: Vec<u8>,
+    mask_error: Option<MaskError>,
+    count: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<W: Write> RowOut<'_, W> {
+    /// Writes one row whose value `i` `value(i, buf)` appends to `buf`.
+    fn emit(
+        &mut self,
+        mut value: impl FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.masked {
+            for (i, v) in self.values.iter_mut().enumerate() {
+                v.clear();
+                value(i, v)?;
+            }
+            if let Err(e) = self.mask.apply(&mut self.values, &mut self.mask_scratch) {
+                self.mask_error = Some(e);
+                return Err(io_err("masking failed".into()));
+            }
+            let values = &self.values;
+            self.w
+                .row_rendered(&self.layout, &mut self.scratch, |i, buf| {
+                    buf.extend_from_slice(&values[i]);
+                    Ok::<(), std::io::Error>(())
+                })?;
+        } else {
+            self.w
+                .row_rendered(&self.layout, &mut self.scratch, value)?;
+        }
+        self.count += 1;
+        if self.count.is_multiple_of(4096) {
+            self.progress.rows(4096);
+        }
+        Ok(())
     }
 }
 

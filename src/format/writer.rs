@@ -46,6 +46,32 @@ impl<W: Write> FixtureWriter<W> {
         }
     }
 
+    /// A writer of rows only, each one after a separator (`,` then the new line), to be placed
+    /// inside a table of another writer with [`FixtureWriter::append_rows`]: a parallel dump
+    /// renders parts of tables on their own.
+    pub fn rows_only(out: W, pretty: bool) -> Self {
+        FixtureWriter {
+            tables: 1,
+            rows_in_table: 1,
+            ..FixtureWriter::new(out, pretty)
+        }
+    }
+
+    /// Appends bytes written by a [`FixtureWriter::rows_only`] writer (split anywhere) to the
+    /// current table, as if its rows had been written here: the separator before the table's
+    /// first row is dropped.
+    pub fn append_rows(&mut self, mut part: &[u8]) -> io::Result<()> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        if self.rows_in_table == 0 {
+            debug_assert_eq!(part[0], b',');
+            part = &part[1..];
+            self.rows_in_table = 1;
+        }
+        self.put(part)
+    }
+
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.bytes += b.len() as u64;
         self.out.write_all(b)
@@ -68,34 +94,86 @@ impl<W: Write> FixtureWriter<W> {
 
     /// Writes one row given as `(escaped key with quotes, rendered JSON value)` pairs.
     pub fn row(&mut self, fields: &[(&[u8], &[u8])], scratch: &mut Vec<u8>) -> io::Result<()> {
+        self.row_from(fields.iter().copied(), scratch)
+    }
+
+    /// [`FixtureWriter::row`] with the keys and values in two slices of the same length.
+    pub fn row_columns(
+        &mut self,
+        keys: &[Vec<u8>],
+        values: &[Vec<u8>],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let fields = keys.iter().zip(values).map(|(k, v)| (&k[..], &v[..]));
+        self.row_from(fields, scratch)
+    }
+
+    fn row_from<'a>(
+        &mut self,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
         scratch.clear();
-        scratch.extend_from_slice(if self.rows_in_table == 0 {
-            b"\n    "
-        } else {
-            b",\n    "
-        });
-        scratch.push(b'{');
-        for (i, (k, v)) in fields.iter().enumerate() {
-            if self.pretty {
-                scratch.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
-                scratch.extend_from_slice(k);
-                scratch.extend_from_slice(b": ");
-            } else {
-                if i > 0 {
-                    scratch.push(b',');
-                }
-                scratch.extend_from_slice(k);
-                scratch.push(b':');
-            }
+        scratch.extend_from_slice(self.row_start());
+        let mut n = 0;
+        for (i, (k, v)) in fields.enumerate() {
+            column_prefix(self.pretty, i, k, scratch);
             scratch.extend_from_slice(v);
+            n += 1;
         }
-        if self.pretty && !fields.is_empty() {
-            scratch.extend_from_slice(b"\n    ");
+        scratch.extend_from_slice(row_end(self.pretty, n));
+        self.put_row(scratch)
+    }
+
+    /// The bytes before each value of a row whose columns have these keys (escaped, with
+    /// quotes), for [`FixtureWriter::row_rendered`].
+    pub fn layout<'a>(&self, keys: impl ExactSizeIterator<Item = &'a [u8]>) -> RowLayout {
+        let n = keys.len();
+        let prefixes = keys
+            .enumerate()
+            .map(|(i, k)| {
+                let mut p = Vec::new();
+                column_prefix(self.pretty, i, k, &mut p);
+                p
+            })
+            .collect();
+        RowLayout {
+            prefixes,
+            end: row_end(self.pretty, n),
         }
-        scratch.push(b'}');
+    }
+
+    /// Writes one row whose values `value(i, buf)` appends to `buf` as compact JSON, column by
+    /// column, in `layout`'s order: the same bytes as [`FixtureWriter::row`], without a buffer
+    /// per value.
+    pub fn row_rendered<E: From<io::Error>>(
+        &mut self,
+        layout: &RowLayout,
+        scratch: &mut Vec<u8>,
+        mut value: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        scratch.clear();
+        scratch.extend_from_slice(self.row_start());
+        for (i, prefix) in layout.prefixes.iter().enumerate() {
+            scratch.extend_from_slice(prefix);
+            value(i, scratch)?;
+        }
+        scratch.extend_from_slice(layout.end);
+        Ok(self.put_row(scratch)?)
+    }
+
+    fn row_start(&self) -> &'static [u8] {
+        if self.rows_in_table == 0 {
+            b"\n    {"
+        } else {
+            b",\n    {"
+        }
+    }
+
+    fn put_row(&mut self, row: &[u8]) -> io::Result<()> {
         self.rows_in_table += 1;
-        self.bytes += scratch.len() as u64;
-        self.out.write_all(scratch)
+        self.bytes += row.len() as u64;
+        self.out.write_all(row)
     }
 
     pub fn end_table(&mut self) -> io::Result<()> {
@@ -104,6 +182,12 @@ impl<W: Write> FixtureWriter<W> {
         } else {
             self.put(b"\n  ]")
         }
+    }
+
+    /// Returns the inner writer of a [`FixtureWriter::rows_only`] writer (flushed).
+    pub fn finish_rows(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
     }
 
     /// Closes the document and returns the inner writer (flushed).
@@ -115,6 +199,37 @@ impl<W: Write> FixtureWriter<W> {
         }
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+/// The bytes before each value of a row: see [`FixtureWriter::layout`].
+#[derive(Debug, Clone)]
+pub struct RowLayout {
+    prefixes: Vec<Vec<u8>>,
+    end: &'static [u8],
+}
+
+/// What goes before the value of column `i`: a separator, the key and a colon.
+fn column_prefix(pretty: bool, i: usize, key: &[u8], out: &mut Vec<u8>) {
+    if pretty {
+        out.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
+        out.extend_from_slice(key);
+        out.extend_from_slice(b": ");
+    } else {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        out.push(b':');
+    }
+}
+
+/// What closes a row of `columns` columns.
+fn row_end(pretty: bool, columns: usize) -> &'static [u8] {
+    if pretty && columns > 0 {
+        b"\n    }"
+    } else {
+        b"}"
     }
 }
 
@@ -143,6 +258,80 @@ mod tests {
         assert_eq!(bytes + 3, out.len() as u64);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["users"][1]["id"], 2);
+    }
+
+    #[test]
+    fn rows_written_apart_are_appended_as_if_written_in_place() {
+        for pretty in [false, true] {
+            let mut s = Vec::new();
+            let mut whole = FixtureWriter::new(Vec::new(), pretty);
+            whole.begin_table("t").unwrap();
+            whole.row(&[(b"\"id\"", b"1")], &mut s).unwrap();
+            whole.row(&[(b"\"id\"", b"2")], &mut s).unwrap();
+            whole.row(&[(b"\"id\"", b"3")], &mut s).unwrap();
+            whole.end_table().unwrap();
+            whole.begin_table("empty").unwrap();
+            whole.end_table().unwrap();
+            let whole = whole.finish().unwrap();
+
+            let part = |ids: &[&[u8]]| {
+                let mut w = FixtureWriter::rows_only(Vec::new(), pretty);
+                for id in ids {
+                    w.row(&[(b"\"id\"", id)], &mut s.clone()).unwrap();
+                }
+                (w.bytes(), w.finish_rows().unwrap())
+            };
+            let mut joined = FixtureWriter::new(Vec::new(), pretty);
+            joined.begin_table("t").unwrap();
+            let (a, b, c) = (part(&[]), part(&[b"1", b"2"]), part(&[b"3"]));
+            assert_eq!(a.0, 0);
+            assert_eq!(b.0, b.1.len() as u64);
+            for bytes in [&a.1, &b.1[..3].to_vec(), &b.1[3..].to_vec(), &c.1] {
+                joined.append_rows(bytes).unwrap();
+            }
+            joined.end_table().unwrap();
+            joined.begin_table("empty").unwrap();
+            joined.append_rows(&part(&[]).1).unwrap();
+            joined.end_table().unwrap();
+            let bytes = joined.bytes();
+            let joined = joined.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(joined.clone()).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+            assert_eq!(bytes + 3, joined.len() as u64);
+        }
+    }
+
+    #[test]
+    fn rendered_rows_are_the_same_bytes() {
+        for pretty in [false, true] {
+            let mut s = Vec::new();
+            let mut a = FixtureWriter::new(Vec::new(), pretty);
+            let mut b = FixtureWriter::new(Vec::new(), pretty);
+            let keys: [&[u8]; 2] = [b"\"id\"", b"\"n\""];
+            let layout = b.layout(keys.iter().copied());
+            let empty = b.layout(std::iter::empty());
+            for t in ["t", "u"] {
+                a.begin_table(t).unwrap();
+                b.begin_table(t).unwrap();
+                for (id, n) in [(&b"1"[..], &b"\"x\""[..]), (b"2", b"null")] {
+                    a.row(&[(keys[0], id), (keys[1], n)], &mut s).unwrap();
+                    b.row_rendered(&layout, &mut s, |i, buf| {
+                        buf.extend_from_slice([id, n][i]);
+                        Ok::<(), io::Error>(())
+                    })
+                    .unwrap();
+                }
+                a.row(&[], &mut s).unwrap();
+                b.row_rendered(&empty, &mut s, |_, _| Ok::<(), io::Error>(()))
+                    .unwrap();
+                a.end_table().unwrap();
+                b.end_table().unwrap();
+            }
+            assert_eq!(a.bytes(), b.bytes());
+            assert_eq!(a.finish().unwrap(), b.finish().unwrap());
+        }
     }
 
     #[test]

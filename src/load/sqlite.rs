@@ -988,6 +988,7 @@ mod tests {
             name: "c".into(),
             type_name: ty.into(),
             kind,
+            base_type: None,
             nullable: true,
             default: None,
             generated: false,

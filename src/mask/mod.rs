@@ -513,6 +513,11 @@ pub struct MaskError {
 }
 
 impl TableMask {
+    /// True when [`TableMask::apply`] changes nothing (no column of the table is masked).
+    pub fn is_noop(&self) -> bool {
+        self.key.is_none() || self.columns.iter().all(Option::is_none)
+    }
+
     /// Nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.key.is_none()

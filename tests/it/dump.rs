@@ -1232,6 +1232,17 @@ fn table_without_select_privilege_fails_the_dump() {
         "{stderr}"
     );
     assert_eq!(file_names(dir.path()), Vec::<String>::new());
+    // In parallel too: the failing worker stops the dump, and no file appears.
+    let (code, _, stderr) = run(&["dump", "-j", "2", "-o", "all.json"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("permission denied for table secret"),
+        "{stderr}"
+    );
+    assert_eq!(file_names(dir.path()), Vec::<String>::new());
+    let (code, _, stderr) = run(&["dump", "-j", "2", "-o", "tables/"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!dir.path().join("tables/secret.json").exists());
     let (code, _, stderr) = run(&["dump"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("secret"), "{stderr}");
@@ -1296,6 +1307,18 @@ fn server_error_mid_table_fails_the_dump() {
     assert_eq!(file_names(dir.path()), Vec::<String>::new());
     let out = dbf_in(&db, Some(dir.path()), &["dump", "-o", "tables/"]);
     assert_eq!(out.code, 2, "{out:?}");
+    assert!(!dir.path().join("tables/moods.json").exists());
+    // In parallel, the worker's error fails the dump and leaves no file.
+    for target in ["out.json", "tables/"] {
+        let out = dbf_in(&db, Some(dir.path()), &["dump", "-j", "2", "-o", target]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains("cannot render mood bad"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!dir.path().join("out.json").exists());
     assert!(!dir.path().join("tables/moods.json").exists());
     let out = dbf(&db, &["dump"]);
     assert_eq!(out.code, 2, "{}", out.stderr);

@@ -145,3 +145,229 @@ fn sqlite_accepts_jobs_and_dumps_the_same_bytes() {
     assert!(serial.contains("\"b\": ["));
     assert_eq!(run(&["-j", "4"]), serial);
 }
+
+/// Tables large enough to be split into key ranges (each heap over 8 MiB): a bigint key with
+/// negative values and gaps, a composite key split on its first (integer) column, a text key
+/// (never split), and a child table.
+const LARGE: &str = r#"
+CREATE TABLE big (id bigint PRIMARY KEY, pad text, at timestamptz, n numeric(10, 2), email text);
+CREATE TABLE pairs (a int, b int, pad text, PRIMARY KEY (a, b));
+CREATE TABLE named (name text PRIMARY KEY, pad text);
+CREATE TABLE child (id int PRIMARY KEY, big_id bigint REFERENCES big (id));
+INSERT INTO big SELECT i * 7 - 400000, repeat('p', 60) || i,
+    timestamptz '2024-01-01' + i * interval '1 second', i / 100.0, 'u' || i || '@example.com'
+    FROM generate_series(1, 120000) i;
+INSERT INTO pairs SELECT i / 3, i % 3, repeat('q', 70) FROM generate_series(1, 100000) i;
+INSERT INTO named SELECT 'n' || i, repeat('r', 90) FROM generate_series(1, 80000) i;
+INSERT INTO child SELECT i, i * 7 - 400000 FROM generate_series(1, 5000) i;
+CREATE TABLE parted (id bigint PRIMARY KEY, pad text) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (MINVALUE) TO (60000);
+CREATE TABLE parted_high PARTITION OF parted FOR VALUES FROM (60000) TO (MAXVALUE);
+INSERT INTO parted SELECT i, repeat('s', 80) FROM generate_series(1, 100000) i;
+"#;
+
+/// Index scans of `table` so far (a split table is read with one per key range).
+fn index_scans(db: &TestDb, table: &str) -> i64 {
+    db.sql("SELECT pg_stat_clear_snapshot()");
+    db.query_scalar(&format!(
+        "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
+    ))
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn large_tables_split_into_key_ranges_give_the_same_bytes() {
+    let db = TestDb::new("parallel_dump_split");
+    db.sql(LARGE);
+    db.sql("ANALYZE");
+    let sizes = db
+        .query_scalar(
+            "SELECT string_agg((pg_relation_size(c) >= 8 * 1024 * 1024)::text, ',' ORDER BY c) \
+             FROM unnest(ARRAY['big', 'pairs', 'named']::regclass[]) c",
+        )
+        .unwrap();
+    assert_eq!(
+        sizes, "true,true,true",
+        "the tables must be large enough to split"
+    );
+    let serial = dump_bytes(&db, &[]);
+    let before = index_scans(&db, "big");
+    let parallel = dump_bytes(&db, &["-j", "2"]);
+    // Stats reach the view when the workers' sessions end; wait for them a little.
+    let mut scans = index_scans(&db, "big") - before;
+    for _ in 0..50 {
+        if scans >= 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        scans = index_scans(&db, "big") - before;
+    }
+    assert!(scans >= 4, "big was read in {scans} index scans: not split");
+    assert_eq!(parallel, serial);
+    assert_eq!(rows_in(&serial, "big"), 120_000);
+    assert_eq!(rows_in(&serial, "parted"), 100_000);
+    for jobs in ["3", "8"] {
+        assert_eq!(dump_bytes(&db, &["-j", jobs]), serial, "-j {jobs}");
+    }
+    assert_eq!(
+        dump_bytes(&db, &["-j", "2", "--pretty"]),
+        dump_bytes(&db, &["--pretty"])
+    );
+    // Masks, subsets and the Django format go through the same parts.
+    let mask = ["--mask", "big.email=email", "--mask-salt", "s3cret"];
+    let masked = dump_bytes(&db, &mask);
+    assert!(!masked.contains("u1@example.com"));
+    assert_eq!(dump_bytes(&db, &[&["-j", "2"], &mask[..]].concat()), masked);
+    let subset = ["--where", "child: id <= 2500"];
+    let sub = dump_bytes(&db, &subset);
+    assert_eq!(rows_in(&sub, "big"), 2500);
+    assert_eq!(dump_bytes(&db, &[&["-j", "2"], &subset[..]].concat()), sub);
+    let full = ["--where", "child: id <= 10", "--full", "big"];
+    let sub = dump_bytes(&db, &full);
+    assert_eq!(rows_in(&sub, "big"), 120_000);
+    assert_eq!(dump_bytes(&db, &[&["-j", "2"], &full[..]].concat()), sub);
+    let django = [
+        "--format",
+        "django",
+        "--table",
+        "big",
+        "--table",
+        "named",
+        "--django-model",
+        "big=app.big",
+        "--django-model",
+        "named=app.named",
+    ];
+    assert_eq!(
+        dump_bytes(&db, &[&["-j", "2"], &django[..]].concat()),
+        dump_bytes(&db, &django)
+    );
+}
+
+fn rows_in(dump: &str, key: &str) -> usize {
+    let doc: serde_json::Value = serde_json::from_str(dump).unwrap();
+    doc[key].as_array().map_or(0, Vec::len)
+}
+
+/// `-o DIR/ -j N` reads tables on N connections and writes the same files as a serial dump.
+#[test]
+fn directory_output_in_parallel_writes_the_same_files() {
+    let db = TestDb::new("parallel_dump_dir");
+    db.sql(SCHEMA);
+    db.sql(LARGE);
+    let dir = tempfile::tempdir().unwrap();
+    let (serial, parallel) = (dir.path().join("serial"), dir.path().join("parallel"));
+    for (out, jobs) in [(&serial, "1"), (&parallel, "3")] {
+        let target = format!("{}/", out.display());
+        let run = dbf(&db, &["dump", "-j", jobs, "-o", &target]);
+        assert_eq!(run.code, 0, "{run:#?}");
+        assert!(
+            run.stderr.contains("from 10 tables"),
+            "-j {jobs}: {}",
+            run.stderr
+        );
+    }
+    let files = |d: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(&serial).len(), 10);
+    assert_eq!(files(&serial), files(&parallel));
+    for name in files(&serial) {
+        assert_eq!(
+            std::fs::read(serial.join(&name)).unwrap(),
+            std::fs::read(parallel.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    // gzip too.
+    let gz = dir.path().join("gz");
+    let run = dbf(
+        &db,
+        &[
+            "dump",
+            "-j",
+            "2",
+            "--gzip",
+            "-o",
+            &format!("{}/", gz.display()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(gz.join("big.json.gz")).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(
+        text.as_bytes(),
+        std::fs::read(serial.join("big.json")).unwrap()
+    );
+}
+
+/// A split table read while rows are inserted into the middle of its key ranges, each with a
+/// child row in the same transaction: every dump holds both or neither of each pair.
+#[test]
+fn split_tables_are_read_in_one_snapshot_while_the_application_writes() {
+    let db = TestDb::new("parallel_dump_split_writes");
+    db.sql(LARGE);
+    let url = db.url();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut c = diesel::pg::PgConnection::establish(&url).unwrap();
+            let mut k = 1;
+            while !stop.load(Ordering::Relaxed) && k < 100_000 {
+                // Ids in the gaps of big's keys (7 apart), spread over the whole span.
+                let id = (k * 7919 % 120_000) * 7 - 400_000 + 1;
+                c.batch_execute(&format!(
+                    "BEGIN; INSERT INTO big (id, pad) VALUES ({id}, 'w');
+                     INSERT INTO child VALUES ({}, {id}); COMMIT;",
+                    100_000 + k
+                ))
+                .unwrap();
+                k += 1;
+            }
+            k - 1
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for _ in 0..3 {
+                let out = dump_bytes(&db, &["-j", "3", "--table", "big", "--table", "child"]);
+                let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+                let rows = |t: &str| doc[t].as_array().unwrap().clone();
+                let (big, child) = (rows("big"), rows("child"));
+                assert!(big.len() >= 120_000);
+                assert_eq!(
+                    big.len() - 120_000,
+                    child.len() - 5_000,
+                    "big and child read at different instants"
+                );
+                let ids: std::collections::HashSet<i64> =
+                    big.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+                assert_eq!(ids.len(), big.len(), "a row read twice");
+                let keys: Vec<i64> = big.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+                assert!(
+                    keys.windows(2).all(|w| w[0] < w[1]),
+                    "rows out of key order"
+                );
+                assert!(child
+                    .iter()
+                    .all(|r| ids.contains(&r["big_id"].as_i64().unwrap())));
+            }
+        }));
+        stop.store(true, Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+        assert!(written > 0, "the writer wrote nothing during the dumps");
+    });
+    assert_eq!(dump_bytes(&db, &["-j", "2"]), dump_bytes(&db, &[]));
+}

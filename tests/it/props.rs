@@ -639,3 +639,208 @@ fn random_schemas_load_in_one_go_from_their_dump() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Binary COPY rendering against the server's own text output
+
+/// A timestamp literal anywhere in PostgreSQL's range (4714-11-24 BC to 294276 AD), edges and
+/// years past 9999 included; `None` for the random ones' offset when they sit at an edge.
+fn wide_timestamp() -> impl Strategy<Value = String> {
+    let time = (0..24u32, 0..60u32, 0..60u32, 0..1_000_000u32)
+        .prop_map(|(h, m, s, us)| format!("{h:02}:{m:02}:{s:02}.{us:06}"));
+    let year = prop_oneof![
+        4 => (1..=9999i64).prop_map(|y| (y, false)),
+        2 => (10_000..=294_275i64).prop_map(|y| (y, false)),
+        2 => (1..=4712i64).prop_map(|y| (y, true)),
+    ];
+    prop_oneof![
+        1 => prop::sample::select(vec![
+            "infinity", "-infinity", "4714-11-24 00:00:00 BC", "294276-12-31 23:59:59.999999",
+            "0001-12-31 23:59:59.999999 BC", "0001-01-01 00:00:00", "2000-02-29 12:00:00",
+            "1999-12-31 23:59:59.999999", "2000-01-01 00:00:00", "1900-02-28 00:00:00.000001",
+            "2000-01-01 00:00:00.1", "9999-12-31 23:59:59.99999", "10000-01-01 00:00:00",
+        ]).prop_map(str::to_string),
+        8 => (year, 1..=12u32, 1..=28u32, time).prop_map(|((y, bc), mo, d, t)| {
+            format!("{y:04}-{mo:02}-{d:02} {t}{}", if bc { " BC" } else { "" })
+        }),
+    ]
+}
+
+/// A date literal anywhere in date's range (4714-11-24 BC to 5874897 AD).
+fn wide_date() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => prop::sample::select(vec![
+            "infinity", "-infinity", "4714-11-24 BC", "5874897-12-31", "0001-12-31 BC",
+            "0001-01-01", "2000-02-29", "1999-12-31", "2000-01-01", "1582-10-10",
+        ]).prop_map(str::to_string),
+        6 => (1..=9999i64, 1..=12u32, 1..=28u32).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        2 => (10_000..=5_874_896i64, 1..=12u32, 1..=28u32).prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}")),
+        2 => (1..=4712i64, 1..=12u32, 1..=28u32).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02} BC")),
+    ]
+}
+
+/// Numerics: specials, zeros, the largest scale and weight, random digits and typmod rounding.
+fn wide_numeric() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => prop::sample::select(vec![
+            "'NaN'", "'Infinity'", "'-Infinity'", "'-0'", "'-0.000'", "'0.0001'", "'1e-16383'",
+            "'-9e131071'", "'10000'", "'9999.9999'", "'0.00000001'", "'1e-130'",
+        ]).prop_map(|s| format!("{s}::numeric")),
+        4 => numeric(),
+        2 => (numeric_finite(), 0..=40i32).prop_map(|(n, s)| format!("round({n}, {s})")),
+        2 => ("-?[0-9]{1,8}", "[0-9]{0,4}").prop_map(|(i, f)| format!("'{i}.{f}0'::numeric(10, 2)")),
+    ]
+}
+
+/// Every value the binary dump renders on the client (and some it selects as `to_json`), as
+/// PostgreSQL's send function gives it, rendered by `format::copy_binary`, must be exactly what
+/// the text path makes of the same value's output-function text in the dump's session settings
+/// (DateStyle ISO, TimeZone UTC, ...). For the `to_json` columns, `to_json` itself must be.
+#[test]
+fn binary_rendering_matches_the_server_text_output() {
+    use dbfixtures::catalog::Catalog;
+    use dbfixtures::format::copy_binary::{push_binary_json, BinaryKind};
+    use dbfixtures::format::value::push_json;
+
+    let columns: Vec<(&str, BoxedStrategy<String>)> = vec![
+        ("smallint", any::<i16>().prop_map(|i| format!("{i}::smallint")).boxed()),
+        ("integer", any::<i32>().prop_map(|i| format!("{i}::integer")).boxed()),
+        ("bigint", any::<i64>().prop_map(|i| format!("{i}::bigint")).boxed()),
+        ("oid", any::<u32>().prop_map(|i| format!("{i}::oid")).boxed()),
+        ("posint", (1..=i32::MAX).prop_map(|i| format!("{i}::posint")).boxed()),
+        ("boolean", any::<bool>().prop_map(|b| b.to_string()).boxed()),
+        ("text", any_text().prop_map(|s| lit(&s)).boxed()),
+        ("varchar(10)", any_text().prop_map(|s| format!("{}::varchar(10)", lit(&s))).boxed()),
+        ("char(5)", any_text().prop_map(|s| format!("{}::char(5)", lit(&s))).boxed()),
+        ("name", any_text().prop_map(|s| format!("{}::name", lit(&s))).boxed()),
+        ("numeric", wide_numeric().boxed()),
+        ("numeric(10, 2)", ("-?[0-9]{1,8}", "[0-9]{0,5}").prop_map(|(i, f)| format!("'{i}.{f}'")).boxed()),
+        ("timestamp", wide_timestamp().prop_map(|t| format!("{}::timestamp", lit(&t))).boxed()),
+        ("timestamptz", (wide_timestamp(), -15..=15i32, prop::sample::select(vec![0, 30, 45])).prop_map(|(t, h, m)| {
+            // An offset could push the edges out of range: only the ordinary values get one.
+            let edge = t.contains("infinity") || t.starts_with("4714") || t.starts_with("294276");
+            let zone = if edge { "+00".to_string() } else { format!("{h:+03}:{m:02}") };
+            let with_zone = match t.strip_suffix(" BC") {
+                _ if t.contains("infinity") => t.clone(),
+                Some(base) => format!("{base}{zone} BC"),
+                None => format!("{t}{zone}"),
+            };
+            format!("{}::timestamptz", lit(&with_zone))
+        }).boxed()),
+        ("date", wide_date().prop_map(|d| format!("{}::date", lit(&d))).boxed()),
+        ("uuid", any::<u128>().prop_map(|u| format!("'{u:032x}'::uuid")).boxed()),
+        ("bytea", prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("'\\x{hex}'::bytea")
+        }).boxed()),
+        ("json", json_text().prop_map(|j| format!("{}::json", lit(&j))).boxed()),
+        ("jsonb", json_text().prop_map(|j| format!("{}::jsonb", lit(&j))).boxed()),
+        // Selected as to_json by the binary dump:
+        ("real", float4().boxed()),
+        ("double precision", float8().boxed()),
+        ("time", (0..24u32, 0..60u32, 0..60u32, 0..1_000_000u32).prop_map(|(h, m, s, us)| {
+            format!("'{h:02}:{m:02}:{s:02}.{us:06}'::time")
+        }).boxed()),
+        ("interval", (any::<i32>(), -10000..10000i32, any::<i32>()).prop_map(|(m, d, s)| {
+            format!("make_interval(months => {m} % 100000, days => {d}, secs => {s}::float8 / 1000)")
+        }).boxed()),
+        ("mood", prop::sample::select(vec!["sad", "ok", "so-so \"quoted\"\\"]).prop_map(lit).boxed()),
+        ("inet", (any::<[u8; 4]>(), 0..=32u8).prop_map(|(a, m)| {
+            format!("'{}.{}.{}.{}/{m}'::inet", a[0], a[1], a[2], a[3])
+        }).boxed()),
+        ("\"char\"", any::<u8>().prop_filter("not NUL", |b| *b != 0).prop_map(|b| format!("chr({b})::\"char\"")).boxed()),
+    ];
+    let defs: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (ty, _))| format!("c{i} {ty}"))
+        .collect();
+    let db = TestDb::new("prop_binary_render");
+    db.sql(&format!(
+        "CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+         CREATE TYPE mood AS ENUM ('sad', 'ok', 'so-so \"quoted\"\\');
+         CREATE TABLE vals (id integer PRIMARY KEY, {})",
+        defs.join(", ")
+    ));
+    let mut conn = db.conn();
+    // The dump's session settings (dump::pg::STABLE_OUTPUT), for the output functions.
+    conn.execute(
+        "SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+         SET extra_float_digits = 1; SET TimeZone = 'UTC'",
+    )
+    .unwrap();
+    let catalog = Catalog::read(&mut conn).unwrap();
+    let table = catalog
+        .tables
+        .iter()
+        .find(|t| t.name.name == "vals")
+        .unwrap();
+    // Per column: its fixture kind, binary rendering, and the base type's send and output
+    // functions.
+    let plan: Vec<_> = table.columns[1..]
+        .iter()
+        .map(|c| {
+            let base = c.base_type.expect("a base type");
+            let funcs: Vec<String> = conn
+                .query_json(&format!(
+                    "SELECT json_build_array(typsend::text, typoutput::text)::text AS j \
+                     FROM pg_type WHERE oid = {base}"
+                ))
+                .unwrap();
+            let binary = BinaryKind::for_column(c.kind, Some(base)).expect("a binary rendering");
+            (c.name.clone(), c.type_name.clone(), c.kind, binary, funcs)
+        })
+        .collect();
+    let native = plan.iter().filter(|p| !p.3.selects_to_json()).count();
+    assert_eq!(native, 19, "client-rendered columns: {plan:?}");
+
+    let conn = std::cell::RefCell::new(conn);
+    let row: Vec<BoxedStrategy<String>> = columns.iter().map(|(_, s)| s.clone()).collect();
+    runner()
+        .run(&prop::collection::vec(row, 1..8), |rows| {
+            let mut conn = conn.borrow_mut();
+            let values: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(id, r)| format!("({id}, {})", r.join(", ")))
+                .collect();
+            conn.execute(&format!(
+                "DELETE FROM vals; INSERT INTO vals VALUES {}",
+                values.join(", ")
+            ))
+            .map_err(|e| TestCaseError::fail(format!("values the server refuses: {e}")))?;
+            for (name, ty, kind, binary, funcs) in &plan {
+                let (send, out) = (&funcs[0], &funcs[1]);
+                let sql = format!(
+                    "SELECT json_agg(json_build_array(encode({send}({name}), 'hex'), \
+                     {out}({name})::text, to_json({name})::text) ORDER BY id)::text AS j FROM vals"
+                );
+                let got: Vec<(String, String, String)> = conn.query_json(&sql).unwrap();
+                for (hex, text, to_json) in got {
+                    let mut expected = Vec::new();
+                    push_json(&mut expected, *kind, Some(text.as_bytes()));
+                    let bytes: Vec<u8> = (0..hex.len() / 2)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                        .collect();
+                    let server_value = if binary.selects_to_json() {
+                        to_json.as_bytes()
+                    } else {
+                        &bytes[..]
+                    };
+                    let mut rendered = Vec::new();
+                    push_binary_json(&mut rendered, *binary, Some(server_value))
+                        .map_err(|e| TestCaseError::fail(format!("{ty} {text:?}: {e:?}")))?;
+                    prop_assert_eq!(
+                        String::from_utf8_lossy(&rendered),
+                        String::from_utf8_lossy(&expected),
+                        "{} value {:?} (send: {})",
+                        ty,
+                        text,
+                        hex
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -946,6 +946,7 @@ mod tests {
             name: "c".into(),
             type_name: type_name.into(),
             kind,
+            base_type: None,
             nullable: true,
             default: None,
             generated: false,

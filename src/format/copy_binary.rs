@@ -1,0 +1,629 @@
+//! PostgreSQL binary COPY values (each type's `send` form) to fixture JSON, for the dump.
+//!
+//! The dump reads tables with `COPY ... TO STDOUT (FORMAT binary)` because the server's binary
+//! send functions cost less than its text output functions (timestamptz_out, numeric_out);
+//! the text form is then rebuilt here, for the types listed in [`BinaryKind`].
+//!
+//! Invariants:
+//! - For every value, the JSON written here is byte for byte what [`super::value::push_json`]
+//!   writes from the same value's text form, as the dump's session prints it (`DateStyle` ISO,
+//!   `TimeZone` UTC, `bytea_output` hex: `dump::pg::STABLE_OUTPUT`). That is what keeps the
+//!   fixture bytes unchanged; the code follows PostgreSQL's own output functions
+//!   (`numeric_out`/`get_str_from_var`, `timestamp2tm`/`j2date`/`EncodeDateTime`,
+//!   `date_out`, `uuid_out`, `byteaout`), and a property test compares the two on a real server.
+//! - Types without a client-side rendering are selected as `to_json(col)` (a `json` value, whose
+//!   binary form is its text): [`BinaryKind::ServerJson`].
+//! - Malformed input (a length that does not fit the type, a numeric digit above 9999, a date
+//!   outside PostgreSQL's range) is an error, never a guess.
+
+use super::copy_text::push_json_string;
+use super::value::push_json;
+use crate::catalog::ValueKind;
+
+/// How one column's binary value becomes JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    Int2,
+    Int4,
+    Int8,
+    Oid,
+    Bool,
+    /// text, varchar, char(n), name, citext: the characters, as a JSON string.
+    Text,
+    /// json: the document, as `push_json` writes it.
+    Json,
+    /// jsonb: a version byte (1), then the document's text.
+    Jsonb,
+    Bytea,
+    Numeric,
+    Timestamp,
+    TimestampTz,
+    Date,
+    Uuid,
+    /// Selected as `to_json(col)` by the server: already the fixture's JSON, but for what
+    /// `push_json` adds to a structured value (the `$json` wrapper).
+    ServerJson(ValueKind),
+}
+
+/// Built-in type OIDs (`pg_type.oid`, fixed since PostgreSQL 8).
+mod oid {
+    pub const BOOL: u32 = 16;
+    pub const BYTEA: u32 = 17;
+    pub const NAME: u32 = 19;
+    pub const INT8: u32 = 20;
+    pub const INT2: u32 = 21;
+    pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
+    pub const OID: u32 = 26;
+    pub const JSON: u32 = 114;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const DATE: u32 = 1082;
+    pub const TIMESTAMP: u32 = 1114;
+    pub const TIMESTAMPTZ: u32 = 1184;
+    pub const NUMERIC: u32 = 1700;
+    pub const UUID: u32 = 2950;
+    pub const JSONB: u32 = 3802;
+}
+
+impl BinaryKind {
+    /// The rendering for a column of `kind` whose base type (domains unwrapped) is `base_type`;
+    /// `None` when the column cannot be read in binary (its base type is unknown: a domain over
+    /// a domain over a domain, where `to_json` and the catalog could disagree on the type).
+    pub fn for_column(kind: ValueKind, base_type: Option<u32>) -> Option<BinaryKind> {
+        let base = base_type?;
+        Some(match (kind, base) {
+            (ValueKind::Structured, _) => BinaryKind::ServerJson(kind),
+            (ValueKind::Integer, oid::INT2) => BinaryKind::Int2,
+            (ValueKind::Integer, oid::INT4) => BinaryKind::Int4,
+            (ValueKind::Integer, oid::INT8) => BinaryKind::Int8,
+            (ValueKind::Integer, oid::OID) => BinaryKind::Oid,
+            (ValueKind::Boolean, oid::BOOL) => BinaryKind::Bool,
+            (ValueKind::Json, oid::JSON) => BinaryKind::Json,
+            (ValueKind::Jsonb, oid::JSONB) => BinaryKind::Jsonb,
+            (ValueKind::Bytes, oid::BYTEA) => BinaryKind::Bytea,
+            (ValueKind::Number, oid::NUMERIC) => BinaryKind::Numeric,
+            (ValueKind::DateTime, oid::TIMESTAMP) => BinaryKind::Timestamp,
+            (ValueKind::DateTime, oid::TIMESTAMPTZ) => BinaryKind::TimestampTz,
+            (ValueKind::Text, oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME) => {
+                BinaryKind::Text
+            }
+            (ValueKind::Text, oid::DATE) => BinaryKind::Date,
+            (ValueKind::Text, oid::UUID) => BinaryKind::Uuid,
+            // to_json renders every other type the catalog calls text as the JSON string of its
+            // output text (json.c's JSONTYPE_OTHER: output function, then escape_json, which
+            // escapes exactly what push_json_string escapes), and floats as their output text,
+            // quoted when it is not a JSON number (NaN, Infinity): push_json's rules.
+            (ValueKind::Text, _) | (ValueKind::Number, _) => BinaryKind::ServerJson(kind),
+            // A kind the catalog derived from a type this table does not know: read as text.
+            _ => return None,
+        })
+    }
+
+    /// Whether the COPY selects this column as `to_json(col)` rather than the column itself.
+    pub fn selects_to_json(self) -> bool {
+        matches!(self, BinaryKind::ServerJson(_))
+    }
+}
+
+/// Why a binary value could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryValueError(pub String);
+
+fn bad(what: &str, v: &[u8]) -> BinaryValueError {
+    BinaryValueError(format!("malformed binary {what} value ({} bytes)", v.len()))
+}
+
+fn fixed<const N: usize>(what: &str, v: &[u8]) -> Result<[u8; N], BinaryValueError> {
+    v.try_into().map_err(|_| bad(what, v))
+}
+
+/// Appends the fixture JSON for one binary value (`None` = SQL NULL).
+pub fn push_binary_json(
+    out: &mut Vec<u8>,
+    kind: BinaryKind,
+    value: Option<&[u8]>,
+) -> Result<(), BinaryValueError> {
+    let Some(v) = value else {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    };
+    match kind {
+        BinaryKind::Int2 => push_i64(out, i16::from_be_bytes(fixed("smallint", v)?).into()),
+        BinaryKind::Int4 => push_i64(out, i32::from_be_bytes(fixed("integer", v)?).into()),
+        BinaryKind::Int8 => push_i64(out, i64::from_be_bytes(fixed("bigint", v)?)),
+        BinaryKind::Oid => push_i64(out, u32::from_be_bytes(fixed("oid", v)?).into()),
+        BinaryKind::Bool => out.extend_from_slice(match fixed::<1>("boolean", v)?[0] {
+            0 => b"false",
+            _ => b"true",
+        }),
+        BinaryKind::Text => push_json_string(out, v),
+        BinaryKind::Json => push_json(out, ValueKind::Json, Some(v)),
+        BinaryKind::Jsonb => match v.split_first() {
+            Some((1, doc)) => push_json(out, ValueKind::Jsonb, Some(doc)),
+            _ => return Err(BinaryValueError("unknown binary jsonb version".into())),
+        },
+        BinaryKind::Bytea => push_bytea_json(out, v),
+        BinaryKind::Numeric => push_numeric_json(out, v)?,
+        BinaryKind::Timestamp => {
+            push_timestamp_json(out, i64::from_be_bytes(fixed("timestamp", v)?), false)?
+        }
+        BinaryKind::TimestampTz => {
+            push_timestamp_json(out, i64::from_be_bytes(fixed("timestamptz", v)?), true)?
+        }
+        BinaryKind::Date => {
+            out.push(b'"');
+            push_date_text(out, i32::from_be_bytes(fixed("date", v)?))?;
+            out.push(b'"');
+        }
+        BinaryKind::Uuid => push_uuid_json(out, &fixed("uuid", v)?),
+        BinaryKind::ServerJson(ValueKind::Structured) => {
+            push_json(out, ValueKind::Structured, Some(v))
+        }
+        BinaryKind::ServerJson(_) => out.extend_from_slice(v),
+    }
+    Ok(())
+}
+
+/// "00" to "99", for writing two digits at a time.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                            2021222324252627282930313233343536373839\
+                            4041424344454647484950515253545556575859\
+                            6061626364656667686970717273747576777879\
+                            8081828384858687888990919293949596979899";
+
+/// Decimal digits of an integer, as int8out/int4out/int2out/oidout print them.
+fn push_i64(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let at = digits_into(&mut buf, n.unsigned_abs());
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// Writes `m`'s decimal digits at the end of `buf`; returns where they start.
+#[inline]
+fn digits_into(buf: &mut [u8; 20], mut m: u64) -> usize {
+    let mut at = buf.len();
+    while m >= 100 {
+        let pair = (m % 100) as usize * 2;
+        m /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if m >= 10 {
+        let pair = m as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + m as u8;
+    }
+    at
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `"\\x0a1b"`: byteaout's hex form (lower case) as a JSON string (its backslash escaped).
+fn push_bytea_json(out: &mut Vec<u8>, v: &[u8]) {
+    out.reserve(v.len() * 2 + 6);
+    out.extend_from_slice(b"\"\\\\x");
+    for &b in v {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+    out.push(b'"');
+}
+
+/// uuid_out: 8-4-4-4-12 lower-case hex digits, as a JSON string.
+fn push_uuid_json(out: &mut Vec<u8>, v: &[u8; 16]) {
+    out.push(b'"');
+    for (i, &b) in v.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+    out.push(b'"');
+}
+
+/// numeric's sign word in the binary form.
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+
+/// numeric_send's form (ndigits, weight, sign, dscale, then base-10000 digits, all 16-bit) to
+/// numeric_out's text, as `push_json` writes it for a number: the digits bare, `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` quoted.
+fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError> {
+    let word = |i: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*v.get(2 * i)?, *v.get(2 * i + 1)?]))
+    };
+    let (Some(ndigits), Some(weight), Some(sign), Some(dscale)) =
+        (word(0), word(1), word(2), word(3))
+    else {
+        return Err(bad("numeric", v));
+    };
+    let (ndigits, weight, dscale) = (ndigits as i16, weight as i16, dscale as i16);
+    if ndigits < 0 || dscale < 0 || v.len() != 8 + 2 * ndigits as usize {
+        return Err(bad("numeric", v));
+    }
+    match sign {
+        NUMERIC_NAN => {
+            out.extend_from_slice(b"\"NaN\"");
+            return Ok(());
+        }
+        NUMERIC_PINF => {
+            out.extend_from_slice(b"\"Infinity\"");
+            return Ok(());
+        }
+        NUMERIC_NINF => {
+            out.extend_from_slice(b"\"-Infinity\"");
+            return Ok(());
+        }
+        NUMERIC_POS | NUMERIC_NEG => {}
+        _ => return Err(bad("numeric", v)),
+    }
+    let ndigits = ndigits as i32;
+    let digit = |d: i32| -> Result<u16, BinaryValueError> {
+        if d < 0 || d >= ndigits {
+            return Ok(0);
+        }
+        match word(4 + d as usize) {
+            Some(x) if x <= 9999 => Ok(x),
+            _ => Err(bad("numeric", v)),
+        }
+    };
+    // get_str_from_var, step by step.
+    if sign == NUMERIC_NEG {
+        out.push(b'-');
+    }
+    let weight = i32::from(weight);
+    let mut d: i32;
+    if weight < 0 {
+        d = weight + 1;
+        out.push(b'0');
+    } else {
+        d = 0;
+        while d <= weight {
+            let dig = digit(d)?;
+            let digits = four_digits(dig);
+            if d == 0 {
+                // The first group: no leading zeros (but its last digit always).
+                let skip = digits[..3].iter().take_while(|&&c| c == b'0').count();
+                out.extend_from_slice(&digits[skip..]);
+            } else {
+                out.extend_from_slice(&digits);
+            }
+            d += 1;
+        }
+    }
+    let dscale = dscale as usize;
+    if dscale > 0 {
+        out.push(b'.');
+        let mut written = 0;
+        while written < dscale {
+            let digits = four_digits(digit(d)?);
+            let take = (dscale - written).min(4);
+            out.extend_from_slice(&digits[..take]);
+            written += take;
+            d += 1;
+        }
+    }
+    Ok(())
+}
+
+fn four_digits(n: u16) -> [u8; 4] {
+    [
+        b'0' + (n / 1000) as u8,
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]
+}
+
+/// Julian day of 2000-01-01, PostgreSQL's epoch for dates and timestamps.
+const POSTGRES_EPOCH_JDATE: i64 = 2_451_545;
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// PostgreSQL's j2date: a Julian day number to (year, month, day), proleptic Gregorian, year 0
+/// being 1 BC. Done in unsigned 32-bit arithmetic, as the C code does.
+fn j2date(jd: u32) -> (i32, u32, u32) {
+    let mut julian = jd.wrapping_add(32044);
+    let mut quad = julian / 146_097;
+    let extra = (julian - quad * 146_097) * 4 + 3;
+    julian += 60 + quad * 3 + extra / 146_097;
+    quad = julian / 1461;
+    julian -= quad * 1461;
+    let mut y = julian * 4 / 1461;
+    julian = if y != 0 {
+        (julian + 305) % 365
+    } else {
+        (julian + 306) % 366
+    } + 123;
+    y += quad * 4;
+    let year = y as i32 - 4800;
+    let quad = julian * 2141 / 65536;
+    let day = julian - 7834 * quad / 256;
+    let month = (quad + 10) % 12 + 1;
+    (year, month, day)
+}
+
+/// A small stack buffer for one rendered date or timestamp.
+struct Stamp {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Stamp {
+    fn new() -> Stamp {
+        Stamp {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    /// Two digits (`n` < 100).
+    fn two(&mut self, n: u32) {
+        let pair = n as usize * 2;
+        self.bytes(&PAIRS[pair..pair + 2]);
+    }
+
+    /// At least four digits, zero-padded (pg_ultostr_zeropad).
+    fn year(&mut self, n: u32) {
+        if n < 10_000 {
+            self.two(n / 100);
+            self.two(n % 100);
+        } else {
+            let mut digits = [0u8; 20];
+            let at = digits_into(&mut digits, n.into());
+            self.bytes(&digits[at..]);
+        }
+    }
+
+    /// `YYYY-MM-DD` for an astronomical year (0 = 1 BC); returns whether the date is BC, whose
+    /// ` BC` suffix goes at the very end of the value.
+    fn ymd(&mut self, year: i32, month: u32, day: u32) -> bool {
+        let bc = year <= 0;
+        let shown = if bc { 1 - i64::from(year) } else { year.into() };
+        self.year(shown as u32);
+        self.byte(b'-');
+        self.two(month);
+        self.byte(b'-');
+        self.two(day);
+        bc
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// date_out under DateStyle ISO: `2024-01-02`, `4713-01-01 BC`, `infinity`, `-infinity`.
+fn push_date_text(out: &mut Vec<u8>, days: i32) -> Result<(), BinaryValueError> {
+    match days {
+        i32::MIN => out.extend_from_slice(b"-infinity"),
+        i32::MAX => out.extend_from_slice(b"infinity"),
+        _ => {
+            let jd = i64::from(days) + POSTGRES_EPOCH_JDATE;
+            let jd = u32::try_from(jd)
+                .map_err(|_| BinaryValueError(format!("date out of range: {days}")))?;
+            let (y, m, d) = j2date(jd);
+            let mut s = Stamp::new();
+            if s.ymd(y, m, d) {
+                s.bytes(b" BC");
+            }
+            out.extend_from_slice(s.as_slice());
+        }
+    }
+    Ok(())
+}
+
+/// A timestamp (microseconds since 2000-01-01 00:00, UTC for timestamptz) as
+/// `value::timestamp_json` writes the text timestamp_out/timestamptz_out print under DateStyle
+/// ISO and TimeZone UTC: `"2024-01-02T03:04:05.5+00:00"`, `"0044-03-15T10:00:00 BC"`,
+/// `"infinity"`.
+fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), BinaryValueError> {
+    match us {
+        i64::MIN => out.extend_from_slice(b"\"-infinity\""),
+        i64::MAX => out.extend_from_slice(b"\"infinity\""),
+        _ => {
+            // timestamp2tm: whole days (floor), then the time of day.
+            let (days, time) = (us.div_euclid(USECS_PER_DAY), us.rem_euclid(USECS_PER_DAY));
+            let jd = u32::try_from(days + POSTGRES_EPOCH_JDATE)
+                .ok()
+                .filter(|&jd| jd <= i32::MAX as u32)
+                .ok_or_else(|| BinaryValueError(format!("timestamp out of range: {us}")))?;
+            let (y, m, d) = j2date(jd);
+            let mut s = Stamp::new();
+            s.byte(b'"');
+            let bc = s.ymd(y, m, d);
+            s.byte(b'T');
+            let secs = (time / 1_000_000) as u32;
+            let fsec = (time % 1_000_000) as u32;
+            s.two(secs / 3600);
+            s.byte(b':');
+            s.two(secs / 60 % 60);
+            s.byte(b':');
+            s.two(secs % 60);
+            if fsec != 0 {
+                // AppendSeconds: six digits, trailing zeros dropped.
+                s.byte(b'.');
+                let mut f = fsec;
+                let mut width = 6;
+                while f.is_multiple_of(10) {
+                    f /= 10;
+                    width -= 1;
+                }
+                let mut digits = [0u8; 20];
+                let at = digits_into(&mut digits, f.into());
+                for _ in (20 - at)..width {
+                    s.byte(b'0');
+                }
+                s.bytes(&digits[at..]);
+            }
+            if tz {
+                s.bytes(b"+00:00");
+            }
+            if bc {
+                s.bytes(b" BC");
+            }
+            s.byte(b'"');
+            out.extend_from_slice(s.as_slice());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::value::timestamp_json;
+
+    fn render(kind: BinaryKind, v: &[u8]) -> String {
+        let mut out = Vec::new();
+        push_binary_json(&mut out, kind, Some(v)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// numeric_send's bytes for (weight, sign, dscale, digits).
+    fn numeric(weight: i16, sign: u16, dscale: i16, digits: &[u16]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+        v.extend_from_slice(&weight.to_be_bytes());
+        v.extend_from_slice(&sign.to_be_bytes());
+        v.extend_from_slice(&dscale.to_be_bytes());
+        for d in digits {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn integers_and_booleans() {
+        assert_eq!(render(BinaryKind::Int2, &i16::MIN.to_be_bytes()), "-32768");
+        assert_eq!(render(BinaryKind::Int4, &0i32.to_be_bytes()), "0");
+        assert_eq!(
+            render(BinaryKind::Int8, &i64::MIN.to_be_bytes()),
+            "-9223372036854775808"
+        );
+        assert_eq!(
+            render(BinaryKind::Oid, &u32::MAX.to_be_bytes()),
+            "4294967295"
+        );
+        assert_eq!(render(BinaryKind::Bool, &[1]), "true");
+        assert_eq!(render(BinaryKind::Bool, &[0]), "false");
+        let mut out = Vec::new();
+        assert!(push_binary_json(&mut out, BinaryKind::Int8, Some(&[0; 4])).is_err());
+    }
+
+    #[test]
+    fn numerics_follow_get_str_from_var() {
+        let n = |w, s, sc, d: &[u16]| render(BinaryKind::Numeric, &numeric(w, s, sc, d));
+        assert_eq!(n(0, NUMERIC_POS, 0, &[]), "0");
+        assert_eq!(n(0, NUMERIC_POS, 3, &[]), "0.000");
+        assert_eq!(n(0, NUMERIC_NEG, 2, &[12, 3400]), "-12.34");
+        assert_eq!(n(1, NUMERIC_POS, 0, &[1, 0]), "10000");
+        assert_eq!(n(-2, NUMERIC_POS, 9, &[1]), "0.000000010");
+        assert_eq!(n(-1, NUMERIC_POS, 1, &[5000]), "0.5");
+        assert_eq!(n(0, NUMERIC_POS, 6, &[7, 1234, 5678]), "7.123456");
+        assert_eq!(n(2, NUMERIC_POS, 0, &[9999]), "999900000000");
+        assert_eq!(n(0, NUMERIC_NAN, 0, &[]), "\"NaN\"");
+        assert_eq!(n(0, NUMERIC_PINF, 0, &[]), "\"Infinity\"");
+        assert_eq!(n(0, NUMERIC_NINF, 0, &[]), "\"-Infinity\"");
+        let mut out = Vec::new();
+        let bad = numeric(0, NUMERIC_POS, 0, &[10000]);
+        assert!(push_binary_json(&mut out, BinaryKind::Numeric, Some(&bad)).is_err());
+        assert!(push_binary_json(&mut out, BinaryKind::Numeric, Some(&bad[..9])).is_err());
+    }
+
+    #[test]
+    fn timestamps_match_the_text_path() {
+        let ts = |us: i64, tz: bool| {
+            render(
+                if tz {
+                    BinaryKind::TimestampTz
+                } else {
+                    BinaryKind::Timestamp
+                },
+                &us.to_be_bytes(),
+            )
+        };
+        let text = |s: &str| {
+            let mut out = Vec::new();
+            push_json_string(&mut out, &timestamp_json(s.as_bytes()));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(ts(0, true), text("2000-01-01 00:00:00+00"));
+        assert_eq!(ts(-1, false), text("1999-12-31 23:59:59.999999"));
+        assert_eq!(ts(1_500_000, true), text("2000-01-01 00:00:01.5+00"));
+        assert_eq!(ts(i64::MAX, true), "\"infinity\"");
+        assert_eq!(ts(i64::MIN, false), "\"-infinity\"");
+        // 0044-03-15 12:00:00 BC and 294276-12-31 23:59:59.999999, as the server stores them.
+        assert_eq!(
+            ts(-64_464_465_600_000_000, true),
+            text("0044-03-15 12:00:00+00 BC")
+        );
+        assert_eq!(
+            ts(9_223_371_331_199_999_999, false),
+            text("294276-12-31 23:59:59.999999")
+        );
+    }
+
+    #[test]
+    fn dates_uuids_bytes_and_text() {
+        let date = |d: i32| render(BinaryKind::Date, &d.to_be_bytes());
+        assert_eq!(date(0), "\"2000-01-01\"");
+        assert_eq!(date(-2_451_545), "\"4714-11-24 BC\"");
+        assert_eq!(date(i32::MAX), "\"infinity\"");
+        assert_eq!(date(i32::MIN), "\"-infinity\"");
+        assert_eq!(date(2_145_031_948), "\"5874897-12-31\"");
+        let mut u = [0u8; 16];
+        u[0] = 0xab;
+        u[15] = 0x01;
+        assert_eq!(
+            render(BinaryKind::Uuid, &u),
+            "\"ab000000-0000-0000-0000-000000000001\""
+        );
+        assert_eq!(render(BinaryKind::Bytea, &[0, 0xff]), "\"\\\\x00ff\"");
+        assert_eq!(render(BinaryKind::Bytea, &[]), "\"\\\\x\"");
+        assert_eq!(render(BinaryKind::Text, b"a\"\n"), "\"a\\\"\\n\"");
+        assert_eq!(render(BinaryKind::Jsonb, b"\x01null"), "{\"$json\":null}");
+        assert_eq!(
+            render(BinaryKind::ServerJson(ValueKind::Text), b"\"x\""),
+            "\"x\""
+        );
+        assert_eq!(
+            render(BinaryKind::ServerJson(ValueKind::Structured), b"null"),
+            "{\"$json\":null}"
+        );
+    }
+
+    #[test]
+    fn column_kinds() {
+        assert_eq!(BinaryKind::for_column(ValueKind::Text, None), None);
+        assert_eq!(
+            BinaryKind::for_column(ValueKind::Text, Some(oid::UUID)),
+            Some(BinaryKind::Uuid)
+        );
+        assert_eq!(
+            BinaryKind::for_column(ValueKind::Number, Some(701)),
+            Some(BinaryKind::ServerJson(ValueKind::Number))
+        );
+        assert_eq!(BinaryKind::for_column(ValueKind::Integer, Some(701)), None);
+    }
+}
