@@ -15,6 +15,9 @@
 //!   fails with `EINVAL`) falls back to ordinary buffered writes, with the same bytes; other
 //!   errors (disk full, file size limit) are returned as they are.
 //! - Memory: [`BLOCK`] bytes per buffer, two buffers.
+//! - `DBFIXTURES_DIRECT_IO=0` in the environment turns it off (ordinary buffered writes): for
+//!   storage where bypassing the cache is slower than filling it (network filesystems, slow
+//!   disks the kernel would otherwise write back in the background).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -135,7 +138,8 @@ impl Direct {
 impl DirectWriter {
     /// A writer for `path`, whose ordinary descriptor `plain` is open for writing.
     pub(super) fn new(path: &Path, plain: File) -> DirectWriter {
-        DirectWriter::with_direct(path, plain, true)
+        let off = std::env::var_os("DBFIXTURES_DIRECT_IO").is_some_and(|v| v == "0");
+        DirectWriter::with_direct(path, plain, !off)
     }
 
     /// [`DirectWriter::new`], with direct I/O only tried when `direct`.

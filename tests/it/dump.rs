@@ -843,6 +843,46 @@ fn cli_output_file_and_gzip() {
     assert_eq!(names, ["out.json", "x.json.gz"]);
 }
 
+/// Output files of several MiB (whole direct-I/O blocks and an unaligned tail) hold exactly the
+/// bytes of the stdout dump, written around the page cache or, with `DBFIXTURES_DIRECT_IO=0`,
+/// through it; compressed likewise.
+#[test]
+fn large_output_files_are_exact_with_and_without_direct_io() {
+    let db = TestDb::new("direct_io_files");
+    db.sql(
+        "CREATE TABLE big (id int PRIMARY KEY, note text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 1 + g % 3) FROM generate_series(1, 40000) g;",
+    );
+    let expected = dump_all(&db);
+    assert!(expected.len() > 3 << 20, "{} bytes", expected.len());
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, name) in [(None, "direct.json"), (Some("0"), "buffered.json")] {
+        for file in [name.to_string(), format!("{name}.gz")] {
+            let mut c = db_cmd(&db, &["dump", "-o", &file]);
+            c.current_dir(dir.path());
+            if let Some(v) = setting {
+                c.env("DBFIXTURES_DIRECT_IO", v);
+            }
+            let out = Out::from(c.output().expect("run dbfixtures"));
+            assert_eq!(out.code, 0, "{out:?}");
+            let bytes = std::fs::read(dir.path().join(&file)).unwrap();
+            let text = if file.ends_with(".gz") {
+                let mut t = String::new();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_string(&mut t)
+                    .unwrap();
+                t
+            } else {
+                String::from_utf8(bytes).unwrap()
+            };
+            assert!(
+                text == expected,
+                "{file} (DBFIXTURES_DIRECT_IO={setting:?}) differs"
+            );
+        }
+    }
+}
+
 fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
