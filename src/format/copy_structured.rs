@@ -14,12 +14,15 @@
 //!
 //! Invariants: every element and field is double-quoted with `\` and `"` escaped, so no value
 //! can end an element, a field or the literal early (the empty string stays distinct from
-//! NULL); the whole literal then goes through [`push_field`]'s COPY escaping. Domain checks,
-//! element types and array shapes are still the server's: it parses what we send.
+//! NULL), and the literal carries COPY text's escaping on top (as
+//! [`super::copy_text::push_field`] writes it). Both are applied in one pass, each byte once
+//! with every layer it sits under. The input is JSON serde has already parsed, so the walk
+//! trusts its syntax. Domain checks and element types are still the server's (it parses what
+//! we send); arrays are checked to be rectangular here so the error names the column.
 
 use serde_json::value::RawValue;
 
-use super::copy_text::{push_field, push_null};
+use super::copy_text::push_null;
 use super::value::{json_wrapper, ValueError};
 
 /// How a type's values are written in COPY text.
@@ -45,7 +48,15 @@ pub enum Scalar {
     Other,
 }
 
+/// PostgreSQL's limit on array dimensions (MAXDIM).
+const MAX_DIMS: usize = 6;
+
 /// Appends the COPY field for `raw` going into a column of `shape`.
+///
+/// One pass over the JSON text, writing the final bytes: `raw` was already parsed by serde
+/// (it is valid JSON), so the walk below only finds token boundaries, and each byte is
+/// written with every escaping layer it sits under applied at once (see [`Out::text`])
+/// instead of building each nested literal as a string and escaping it again.
 pub fn push_structured(out: &mut Vec<u8>, shape: &Shape, raw: &RawValue) -> Result<(), ValueError> {
     let mut text = raw.get();
     if text == "null" {
@@ -58,209 +69,515 @@ pub fn push_structured(out: &mut Vec<u8>, shape: &Shape, raw: &RawValue) -> Resu
             text = inner.get();
         }
     }
-    let mut literal = String::with_capacity(text.len());
-    write_value(&mut literal, shape, text)?;
-    push_field(out, literal.as_bytes());
+    let mut w = Walk {
+        src: text.as_bytes(),
+        at: 0,
+    };
+    let mut o = Out { buf: out };
+    w.value(&mut o, 0, shape)?;
     Ok(())
 }
 
-/// Writes the text form of the JSON `text` (not `null`) as a value of `shape` (unquoted: a
-/// container quotes its nested values).
-fn write_value(out: &mut String, shape: &Shape, text: &str) -> Result<(), ValueError> {
-    let first = text.as_bytes().first().copied().unwrap_or(b'n');
-    if first == b'"' && !matches!(shape, Shape::Scalar(Scalar::Json)) {
-        // A string is the type's own text form (for scalars, just the value).
-        let s: std::borrow::Cow<'_, str> =
-            serde_json::from_str(text).map_err(|e| ValueError(format!("bad string: {e}")))?;
-        out.push_str(&s);
-        return Ok(());
-    }
-    match shape {
-        Shape::Array { elem, delim } => {
-            if first != b'[' {
-                return Err(ValueError(format!("expected a JSON array, found {text}")));
-            }
-            write_array(out, elem, *delim as char, text).map(drop)
-        }
-        Shape::Composite(fields) => {
-            if first != b'{' {
-                return Err(ValueError(format!("expected a JSON object, found {text}")));
-            }
-            // Few keys: a list searched from the end (the last of duplicate keys wins, as in
-            // json_populate_record) beats building a map per value.
-            let pairs = ordered_pairs(text)?;
-            out.push('(');
-            for (i, (name, shape)) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let value = pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
-                if let Some(v) = value.filter(|v| v.get() != "null") {
-                    write_quoted(out, shape, v.get())?;
-                }
-            }
-            out.push(')');
-            Ok(())
-        }
-        Shape::Hstore => {
-            if first != b'{' {
-                return Err(ValueError(format!("expected a JSON object, found {text}")));
-            }
-            let pairs = ordered_pairs(text)?;
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                quote(out, k);
-                out.push_str("=>");
-                if v.get() == "null" {
-                    out.push_str("NULL");
-                } else {
-                    let mut s = String::new();
-                    write_value(&mut s, &Shape::Scalar(Scalar::Other), v.get())?;
-                    quote(out, &s);
-                }
-            }
-            Ok(())
-        }
-        Shape::Scalar(Scalar::Json) => {
-            out.push_str(text);
-            Ok(())
-        }
-        Shape::Scalar(Scalar::Boolean) => {
-            out.push_str(match text {
-                "true" => "t",
-                "false" => "f",
-                other => other,
-            });
-            Ok(())
-        }
-        Shape::Scalar(Scalar::Other) => {
-            out.push_str(text);
-            Ok(())
-        }
-    }
+/// The output: a COPY text field being written. `level` is how many double-quoted
+/// element/field layers the bytes sit in; each layer escapes `"` and `\` with a backslash
+/// (read back verbatim by array_in, record_in and hstore_in alike), and COPY then escapes every
+/// backslash, tab, newline and carriage return.
+struct Out<'o> {
+    buf: &'o mut Vec<u8>,
 }
 
-/// An object's members in document order (hstore keeps the last of duplicate keys, as
-/// json_each_text followed by the hstore cast does).
-fn ordered_pairs(text: &str) -> Result<Vec<(std::borrow::Cow<'_, str>, &RawValue)>, ValueError> {
-    struct Pairs<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
-    impl<'de> serde::Deserialize<'de> for Pairs<'de> {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Pairs<'de>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut m: A,
-                ) -> Result<Self::Value, A::Error> {
-                    let mut v = Vec::new();
-                    while let Some(e) = m.next_entry()? {
-                        v.push(e);
-                    }
-                    Ok(Pairs(v))
-                }
+impl Out<'_> {
+    /// Writes `s` as content at `level`.
+    fn text(&mut self, level: u32, s: &[u8]) {
+        self.buf.reserve(s.len());
+        let mut rest = s;
+        while let Some(p) = rest
+            .iter()
+            .position(|&b| matches!(b, b'"' | b'\\' | b'\t' | b'\n' | b'\r'))
+        {
+            self.buf.extend_from_slice(&rest[..p]);
+            self.special(level, rest[p]);
+            rest = &rest[p + 1..];
+        }
+        self.buf.extend_from_slice(rest);
+    }
+
+    /// One byte that some layer escapes.
+    fn special(&mut self, level: u32, b: u8) {
+        match b {
+            // `k` quoting layers make a backslash 2^k of them and put 2^k - 1 before a quote;
+            // COPY doubles every backslash.
+            b'\\' => self.backslashes(2 << level),
+            b'"' => {
+                self.backslashes(((1usize << level) - 1) * 2);
+                self.buf.push(b'"');
             }
-            d.deserialize_map(V)
+            b'\t' => self.buf.extend_from_slice(b"\\t"),
+            b'\n' => self.buf.extend_from_slice(b"\\n"),
+            b'\r' => self.buf.extend_from_slice(b"\\r"),
+            _ => self.buf.push(b),
         }
     }
-    let p: Pairs<'_> =
-        serde_json::from_str(text).map_err(|e| ValueError(format!("bad object: {e}")))?;
-    Ok(p.0)
-}
 
-/// Writes one array (or sub-array) and returns its dimensions, checking that sibling
-/// sub-arrays have the same ones (the server would reject the literal, naming only itself).
-fn write_array(
-    out: &mut String,
-    elem: &Shape,
-    delim: char,
-    text: &str,
-) -> Result<Vec<usize>, ValueError> {
-    let items: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|e| ValueError(format!("bad array: {e}")))?;
-    let mut inner: Option<Option<Vec<usize>>> = None;
-    out.push('{');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(delim);
-        }
-        let t = item.get();
-        let dims = if t.starts_with('[') {
-            // A further dimension.
-            Some(write_array(out, elem, delim, t)?)
+    fn backslashes(&mut self, n: usize) {
+        self.buf.resize(self.buf.len() + n, b'\\');
+    }
+
+    /// A structural byte of the literal at `level` (brace, parenthesis, delimiter, quote).
+    fn byte(&mut self, level: u32, b: u8) {
+        if matches!(b, b'"' | b'\\' | b'\t' | b'\n' | b'\r') {
+            self.special(level, b);
         } else {
-            if t == "null" {
-                out.push_str("NULL");
-            } else {
-                write_quoted(out, elem, t)?;
-            }
-            None
-        };
-        match &inner {
-            None => inner = Some(dims),
-            Some(d) if *d == dims => {}
-            Some(_) => {
-                return Err(ValueError(
-                    "multidimensional arrays must have sub-arrays with matching dimensions".into(),
-                ))
-            }
+            self.buf.push(b);
         }
     }
-    out.push('}');
-    let mut dims = vec![items.len()];
-    if let Some(Some(d)) = inner {
-        dims.extend(d);
+
+    fn open_quote(&mut self, level: u32) {
+        self.byte(level, b'"');
     }
-    Ok(dims)
 }
 
-/// A nested value, double-quoted for its container.
-fn write_quoted(out: &mut String, shape: &Shape, text: &str) -> Result<(), ValueError> {
-    if let Shape::Scalar(scalar) = shape {
-        // The common case, without an intermediate string: a scalar's text is the JSON
-        // string's contents or the JSON text itself (t/f for a boolean).
-        return match (text.as_bytes().first(), scalar) {
-            (Some(b'"'), Scalar::Boolean | Scalar::Other) => {
-                let s: std::borrow::Cow<'_, str> = serde_json::from_str(text)
-                    .map_err(|e| ValueError(format!("bad string: {e}")))?;
-                quote(out, &s);
-                Ok(())
+/// A cursor over valid JSON text.
+struct Walk<'a> {
+    src: &'a [u8],
+    at: usize,
+}
+
+/// What a JSON value starts with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    String,
+    Array,
+    Object,
+    Null,
+    Bool(bool),
+    Other,
+}
+
+impl<'a> Walk<'a> {
+    fn ws(&mut self) {
+        while self
+            .src
+            .get(self.at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> u8 {
+        self.ws();
+        self.src.get(self.at).copied().unwrap_or(0)
+    }
+
+    fn kind(&mut self) -> Kind {
+        match self.peek() {
+            b'"' => Kind::String,
+            b'[' => Kind::Array,
+            b'{' => Kind::Object,
+            b'n' => Kind::Null,
+            b't' => Kind::Bool(true),
+            b'f' => Kind::Bool(false),
+            _ => Kind::Other,
+        }
+    }
+
+    /// Consumes `b` if it comes next; the JSON being valid, a miss means a separator or end.
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == b {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips one value and returns its text.
+    fn skip(&mut self) -> &'a [u8] {
+        self.ws();
+        let start = self.at;
+        match self.src.get(self.at) {
+            Some(b'"') => {
+                self.string_span();
             }
-            (_, Scalar::Boolean) if text == "true" || text == "false" => {
-                quote(out, &text[..1]);
-                Ok(())
+            Some(b'[' | b'{') => {
+                let mut depth = 0usize;
+                while let Some(&b) = self.src.get(self.at) {
+                    match b {
+                        b'"' => {
+                            self.string_span();
+                            continue;
+                        }
+                        b'[' | b'{' => depth += 1,
+                        b']' | b'}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
             }
             _ => {
-                quote(out, text);
+                while self.src.get(self.at).is_some_and(|b| {
+                    !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
+                    self.at += 1;
+                }
+            }
+        }
+        &self.src[start..self.at]
+    }
+
+    /// Moves over a string at the cursor; returns its contents' span and whether it has
+    /// escapes.
+    fn string_span(&mut self) -> (usize, usize, bool) {
+        self.at += 1;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            match self.src[self.at..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')
+            {
+                Some(p) if self.src[self.at + p] == b'\\' => {
+                    escaped = true;
+                    self.at += p + 2;
+                }
+                Some(p) => {
+                    self.at += p + 1;
+                    return (start, self.at - 1, escaped);
+                }
+                None => {
+                    // Not reachable for valid JSON; end the walk.
+                    self.at = self.src.len();
+                    return (start, self.at, escaped);
+                }
+            }
+        }
+    }
+
+    /// Writes the contents of the string at the cursor, unescaped, at `level`.
+    fn string(&mut self, o: &mut Out<'_>, level: u32) -> Result<(), ValueError> {
+        self.ws();
+        let (start, end, escaped) = self.string_span();
+        let s = &self.src[start..end];
+        if !escaped {
+            o.text(level, s);
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(s.len());
+        unescape(s, &mut buf)?;
+        o.text(level, &buf);
+        Ok(())
+    }
+
+    /// The object key at the cursor (unescaped when it has escapes), past its colon.
+    fn key(&mut self) -> Result<std::borrow::Cow<'a, [u8]>, ValueError> {
+        self.ws();
+        let (start, end, escaped) = self.string_span();
+        let src = self.src;
+        let s = &src[start..end];
+        self.eat(b':');
+        if !escaped {
+            return Ok(std::borrow::Cow::Borrowed(s));
+        }
+        let mut buf = Vec::with_capacity(s.len());
+        unescape(s, &mut buf)?;
+        Ok(std::borrow::Cow::Owned(buf))
+    }
+
+    fn found(&mut self) -> String {
+        let save = self.at;
+        let t = String::from_utf8_lossy(self.skip()).into_owned();
+        self.at = save;
+        t
+    }
+
+    /// Writes the value at the cursor as the text form of `shape`, unquoted, at `level` (a
+    /// container quotes its nested values).
+    fn value(&mut self, o: &mut Out<'_>, level: u32, shape: &Shape) -> Result<(), ValueError> {
+        let kind = self.kind();
+        if kind == Kind::String && !matches!(shape, Shape::Scalar(Scalar::Json)) {
+            // A string is the type's own text form (for scalars, just the value).
+            return self.string(o, level);
+        }
+        match shape {
+            Shape::Array { elem, delim } => {
+                if kind != Kind::Array {
+                    return Err(ValueError(format!(
+                        "expected a JSON array, found {}",
+                        self.found()
+                    )));
+                }
+                let mut dims = Dims::default();
+                self.array(o, level, elem, *delim, &mut dims, 0)
+            }
+            Shape::Composite(fields) => {
+                if kind != Kind::Object {
+                    return Err(ValueError(format!(
+                        "expected a JSON object, found {}",
+                        self.found()
+                    )));
+                }
+                self.composite(o, level, fields)
+            }
+            Shape::Hstore => {
+                if kind != Kind::Object {
+                    return Err(ValueError(format!(
+                        "expected a JSON object, found {}",
+                        self.found()
+                    )));
+                }
+                self.hstore(o, level)
+            }
+            Shape::Scalar(scalar) => {
+                let t = self.skip();
+                let t: &[u8] = match (scalar, kind) {
+                    (Scalar::Boolean, Kind::Bool(true)) if t == b"true" => b"t",
+                    (Scalar::Boolean, Kind::Bool(false)) if t == b"false" => b"f",
+                    _ => t,
+                };
+                o.text(level, t);
                 Ok(())
             }
-        };
+        }
     }
-    let mut s = String::with_capacity(text.len());
-    write_value(&mut s, shape, text)?;
-    quote(out, &s);
+
+    /// A nested value, double-quoted for its container (which is at `level`).
+    fn quoted(&mut self, o: &mut Out<'_>, level: u32, shape: &Shape) -> Result<(), ValueError> {
+        o.open_quote(level);
+        self.value(o, level + 1, shape)?;
+        o.open_quote(level);
+        Ok(())
+    }
+
+    /// Writes one array (or sub-array at nesting `depth`), recording its dimensions in `dims`
+    /// and checking that sibling sub-arrays have the same ones (the server would reject the
+    /// literal, naming only itself).
+    fn array(
+        &mut self,
+        o: &mut Out<'_>,
+        level: u32,
+        elem: &Shape,
+        delim: u8,
+        dims: &mut Dims,
+        depth: usize,
+    ) -> Result<(), ValueError> {
+        if depth >= MAX_DIMS {
+            return Err(ValueError(format!(
+                "arrays have at most {MAX_DIMS} dimensions"
+            )));
+        }
+        self.eat(b'[');
+        o.byte(level, b'{');
+        let mut n = 0usize;
+        // Whether the elements are sub-arrays: decided by the first, the same for all.
+        let mut nested: Option<bool> = None;
+        if !self.eat(b']') {
+            loop {
+                if n > 0 {
+                    o.byte(level, delim);
+                }
+                let sub = self.kind() == Kind::Array;
+                if *nested.get_or_insert(sub) != sub {
+                    return Err(mismatched_dims());
+                }
+                match self.kind() {
+                    Kind::Array => self.array(o, level, elem, delim, dims, depth + 1)?,
+                    Kind::Null => {
+                        self.skip();
+                        o.text(level, b"NULL");
+                    }
+                    _ => self.quoted(o, level, elem)?,
+                }
+                n += 1;
+                if !self.eat(b',') {
+                    self.eat(b']');
+                    break;
+                }
+            }
+        }
+        o.byte(level, b'}');
+        // This sub-array's length, and it being the last dimension when it holds no arrays.
+        dims.record(depth, n, nested != Some(true))
+    }
+
+    fn composite(
+        &mut self,
+        o: &mut Out<'_>,
+        level: u32,
+        fields: &[(String, Shape)],
+    ) -> Result<(), ValueError> {
+        // Members in document order: the common case (what dump writes) is the fields' own
+        // order, written as they come; otherwise each field is looked up (the last of
+        // duplicate keys wins, as in json_populate_record).
+        let mut members: Vec<(std::borrow::Cow<'a, [u8]>, usize)> = Vec::new();
+        self.eat(b'{');
+        if !self.eat(b'}') {
+            loop {
+                let k = self.key()?;
+                self.ws();
+                members.push((k, self.at));
+                self.skip();
+                if !self.eat(b',') {
+                    self.eat(b'}');
+                    break;
+                }
+            }
+        }
+        let end = self.at;
+        o.byte(level, b'(');
+        for (i, (name, shape)) in fields.iter().enumerate() {
+            if i > 0 {
+                o.byte(level, b',');
+            }
+            let at = members
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_ref() == name.as_bytes())
+                .map(|(_, at)| *at);
+            if let Some(at) = at {
+                self.at = at;
+                if self.kind() != Kind::Null {
+                    self.quoted(o, level, shape)?;
+                }
+            }
+        }
+        o.byte(level, b')');
+        self.at = end;
+        Ok(())
+    }
+
+    /// hstore's `"k"=>"v", ...`: pairs in document order (hstore_in settles duplicates);
+    /// a value that is not a string is its JSON text, `null` is NULL.
+    fn hstore(&mut self, o: &mut Out<'_>, level: u32) -> Result<(), ValueError> {
+        self.eat(b'{');
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        let mut first = true;
+        loop {
+            if !first {
+                o.byte(level, b',');
+                o.byte(level, b' ');
+            }
+            first = false;
+            let k = self.key()?;
+            o.open_quote(level);
+            o.text(level + 1, &k);
+            o.open_quote(level);
+            o.text(level, b"=>");
+            match self.kind() {
+                Kind::Null => {
+                    self.skip();
+                    o.text(level, b"NULL");
+                }
+                Kind::String => {
+                    o.open_quote(level);
+                    self.string(o, level + 1)?;
+                    o.open_quote(level);
+                }
+                _ => {
+                    let t = self.skip();
+                    o.open_quote(level);
+                    o.text(level + 1, t);
+                    o.open_quote(level);
+                }
+            }
+            if !self.eat(b',') {
+                self.eat(b'}');
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn mismatched_dims() -> ValueError {
+    ValueError("multidimensional arrays must have sub-arrays with matching dimensions".into())
+}
+
+/// The lengths of an array's dimensions as its first sub-arrays set them; every later
+/// sub-array at the same depth must match.
+#[derive(Default)]
+struct Dims {
+    len: [Option<usize>; MAX_DIMS],
+    /// The depth of the innermost dimension, once known.
+    last: Option<usize>,
+}
+
+impl Dims {
+    fn record(&mut self, depth: usize, n: usize, innermost: bool) -> Result<(), ValueError> {
+        match self.len[depth] {
+            None => self.len[depth] = Some(n),
+            Some(m) if m == n => {}
+            Some(_) => return Err(mismatched_dims()),
+        }
+        // An empty sub-array holds no arrays either: `[[], [[1]]]` has no shape.
+        if innermost {
+            match self.last {
+                None => self.last = Some(depth),
+                Some(d) if d == depth => {}
+                Some(_) => return Err(mismatched_dims()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the JSON string contents `s` (between the quotes, valid JSON) into `out`.
+fn unescape(s: &[u8], out: &mut Vec<u8>) -> Result<(), ValueError> {
+    let mut i = 0;
+    while i < s.len() {
+        let Some(p) = s[i..].iter().position(|&b| b == b'\\') else {
+            out.extend_from_slice(&s[i..]);
+            break;
+        };
+        out.extend_from_slice(&s[i..i + p]);
+        i += p + 1;
+        let c = s.get(i).copied().unwrap_or(b'\\');
+        i += 1;
+        match c {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'u' => {
+                let hi = hex4(s, i)?;
+                i += 4;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: `\uD83D\uDE00`.
+                    let lo = (s.get(i..i + 2) == Some(&b"\\u"[..]))
+                        .then(|| hex4(s, i + 2))
+                        .transpose()?
+                        .filter(|lo| (0xDC00..0xE000).contains(lo))
+                        .ok_or_else(|| ValueError("bad string: lone leading surrogate".into()))?;
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                let ch = char::from_u32(code)
+                    .ok_or_else(|| ValueError("bad string: lone trailing surrogate".into()))?;
+                let mut b = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+            }
+            // `\"`, `\\`, `\/`
+            other => out.push(other),
+        }
+    }
     Ok(())
 }
 
-/// `"..."` with `\` and `"` backslash-escaped: read back verbatim by array_in, record_in and
-/// hstore_in alike.
-fn quote(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    let mut rest = s;
-    while let Some(p) = rest.find(['"', '\\']) {
-        out.push_str(&rest[..p]);
-        out.push('\\');
-        out.push_str(&rest[p..p + 1]);
-        rest = &rest[p + 1..];
-    }
-    out.push_str(rest);
-    out.push('"');
+fn hex4(s: &[u8], i: usize) -> Result<u32, ValueError> {
+    s.get(i..i + 4)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| ValueError("bad string: invalid \\u escape".into()))
 }
 
 #[cfg(test)]
@@ -343,5 +660,302 @@ mod tests {
             r#""a"=>"1", "b"=>NULL, "c\\""=>"x\\\\y""#
         );
         assert_eq!(enc(&Shape::Hstore, "{}").unwrap(), "");
+    }
+
+    #[test]
+    fn escapes_compound_with_nesting() {
+        // A backslash three layers deep: 2^3 of them, doubled by COPY.
+        let shape = Shape::Composite(vec![(
+            "x".into(),
+            Shape::Composite(vec![("y".into(), arr(TEXT))]),
+        )]);
+        let bs = |n: usize| "\\".repeat(n);
+        // Quotes at depth k get 2^k - 1 backslashes, a backslash becomes 2^k; COPY doubles both.
+        let want = format!(
+            "(\"(\\\\\"{{{q2}\"{b3}{q2}\"}}\\\\\")\")",
+            q2 = bs(6),
+            b3 = bs(16)
+        );
+        assert_eq!(enc(&shape, r#"{"x": {"y": ["\\"]}}"#).unwrap(), want);
+        // Escaped JSON strings and surrogate pairs decode before quoting.
+        assert_eq!(
+            enc(&arr(TEXT), r#"["\u00e9\ud83d\ude00\/\b"]"#).unwrap(),
+            "{\"é😀/\u{8}\"}"
+        );
+        assert!(enc(&arr(TEXT), r#"["\ud83d x"]"#).is_err());
+    }
+
+    /// An independent reading of the module's rules over `serde_json::Value`, as the oracle
+    /// for the single-pass encoder: the literal, then COPY's escaping.
+    fn reference_field(shape: &Shape, json: &str) -> Result<String, ()> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        if v.is_null() {
+            return Ok("\\N".into());
+        }
+        let lit = reference(shape, &v)?;
+        let mut out = Vec::new();
+        crate::format::copy_text::push_field(&mut out, lit.as_bytes());
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    fn quoted(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    fn reference(shape: &Shape, v: &serde_json::Value) -> Result<String, ()> {
+        use serde_json::Value;
+        match (shape, v) {
+            (Shape::Scalar(Scalar::Json), v) => Ok(v.to_string()),
+            (_, Value::String(s)) => Ok(s.clone()),
+            (Shape::Scalar(Scalar::Boolean), Value::Bool(b)) => {
+                Ok(if *b { "t" } else { "f" }.into())
+            }
+            (Shape::Scalar(_), v) => Ok(v.to_string()),
+            (Shape::Array { elem, delim }, Value::Array(_)) => {
+                reference_array(elem, *delim as char, v).map(|(s, _)| s)
+            }
+            (Shape::Composite(fields), Value::Object(m)) => {
+                let parts: Result<Vec<String>, ()> = fields
+                    .iter()
+                    .map(|(name, shape)| match m.get(name) {
+                        None | Some(Value::Null) => Ok(String::new()),
+                        Some(v) => reference(shape, v).map(|s| quoted(&s)),
+                    })
+                    .collect();
+                Ok(format!("({})", parts?.join(",")))
+            }
+            (Shape::Hstore, Value::Object(m)) => Ok(m
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::Null => "NULL".into(),
+                        Value::String(s) => quoted(s),
+                        other => quoted(&other.to_string()),
+                    };
+                    format!("{}=>{v}", quoted(k))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")),
+            _ => Err(()),
+        }
+    }
+
+    fn reference_array(
+        elem: &Shape,
+        delim: char,
+        v: &serde_json::Value,
+    ) -> Result<(String, Vec<usize>), ()> {
+        let items = v.as_array().unwrap();
+        let mut parts = Vec::new();
+        let mut inner: Option<Option<Vec<usize>>> = None;
+        for item in items {
+            let (s, dims) = match item {
+                serde_json::Value::Array(_) => {
+                    let (s, d) = reference_array(elem, delim, item)?;
+                    (s, Some(d))
+                }
+                serde_json::Value::Null => ("NULL".into(), None),
+                other => (quoted(&reference(elem, other)?), None),
+            };
+            if *inner.get_or_insert_with(|| dims.clone()) != dims {
+                return Err(());
+            }
+            parts.push(s);
+        }
+        let mut dims = vec![items.len()];
+        if let Some(Some(d)) = inner {
+            dims.extend(d);
+        }
+        if dims.len() > MAX_DIMS {
+            return Err(());
+        }
+        Ok((format!("{{{}}}", parts.join(&delim.to_string())), dims))
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn shape() -> impl Strategy<Value = Shape> {
+            let scalar = prop_oneof![
+                Just(Shape::Scalar(Scalar::Other)),
+                Just(Shape::Scalar(Scalar::Boolean)),
+                Just(Shape::Scalar(Scalar::Json)),
+                Just(Shape::Hstore),
+            ];
+            scalar.prop_recursive(3, 12, 3, |inner| {
+                prop_oneof![
+                    (inner.clone(), prop_oneof![Just(b','), Just(b';')]).prop_map(
+                        |(elem, delim)| match elem {
+                            // PostgreSQL arrays are dimensions, not arrays of arrays.
+                            Shape::Array { elem, .. } => Shape::Array { elem, delim },
+                            elem => Shape::Array {
+                                elem: Box::new(elem),
+                                delim,
+                            },
+                        }
+                    ),
+                    proptest::collection::vec(inner, 1..4).prop_map(|fields| {
+                        Shape::Composite(
+                            fields
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, s)| {
+                                    (["a", "b\"q", "é c"][i % 3].to_string() + &i.to_string(), s)
+                                })
+                                .collect(),
+                        )
+                    }),
+                ]
+            })
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("\""),
+                    Just("\\"),
+                    Just(","),
+                    Just(";"),
+                    Just("{"),
+                    Just("}"),
+                    Just("("),
+                    Just(")"),
+                    Just("\t"),
+                    Just("\n"),
+                    Just("\r"),
+                    Just(" "),
+                    Just("é"),
+                    Just("☃"),
+                    Just("😀"),
+                    Just("NULL"),
+                    Just("=>"),
+                    Just("x"),
+                    Just("\u{1}"),
+                    Just("\\N"),
+                ],
+                0..6,
+            )
+            .prop_map(|v| v.concat())
+        }
+
+        /// A value for `shape`: mostly one that fits, sometimes any JSON.
+        fn value(shape: &Shape, depth: u32) -> BoxedStrategy<Value> {
+            let loose = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i32>().prop_map(Value::from),
+                // Quarters: exact in binary, so the text survives a parse (no float_roundtrip).
+                (-4_000_000i64..4_000_000).prop_map(|n| Value::from(n as f64 / 4.0)),
+                text().prop_map(Value::String),
+            ]
+            .boxed();
+            let fitting = match shape {
+                Shape::Scalar(_) => loose.clone(),
+                Shape::Hstore => proptest::collection::vec((text(), loose.clone()), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect()))
+                    .boxed(),
+                Shape::Composite(fields) => {
+                    let parts: Vec<BoxedStrategy<(String, Value)>> = fields
+                        .iter()
+                        .map(|(n, s)| {
+                            let n = n.clone();
+                            value(s, depth + 1)
+                                .prop_map(move |v| (n.clone(), v))
+                                .boxed()
+                        })
+                        .collect();
+                    (
+                        parts,
+                        proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3),
+                        any::<bool>(),
+                    )
+                        .prop_map(|(kv, _drop, rev)| {
+                            let mut kv = kv;
+                            if rev {
+                                kv.reverse();
+                            }
+                            Value::Object(kv.into_iter().collect())
+                        })
+                        .boxed()
+                }
+                Shape::Array { elem, .. } => {
+                    let e = value(elem, depth + 1);
+                    prop_oneof![
+                        proptest::collection::vec(e.clone(), 0..4).prop_map(Value::Array),
+                        // A second dimension, rectangular or (sometimes) not.
+                        (
+                            proptest::collection::vec(proptest::collection::vec(e, 2), 1..3),
+                            any::<u8>()
+                        )
+                            .prop_map(|(rows, cut)| {
+                                let mut rows: Vec<Value> =
+                                    rows.into_iter().map(Value::Array).collect();
+                                if cut % 5 == 0 {
+                                    if let Some(Value::Array(r)) = rows.last_mut() {
+                                        r.pop();
+                                    }
+                                }
+                                Value::Array(rows)
+                            }),
+                    ]
+                    .boxed()
+                }
+            };
+            if depth > 2 {
+                return fitting;
+            }
+            prop_oneof![8 => fitting, 1 => loose].boxed()
+        }
+
+        fn has_json(shape: &Shape) -> bool {
+            match shape {
+                Shape::Scalar(s) => *s == Scalar::Json,
+                Shape::Hstore => false,
+                Shape::Array { elem, .. } => has_json(elem),
+                Shape::Composite(f) => f.iter().any(|(_, s)| has_json(s)),
+            }
+        }
+
+        /// The same JSON with every non-ASCII character as `\u` escapes (pairs for astral).
+        fn ascii_escaped(json: &str) -> String {
+            let mut out = String::new();
+            for c in json.chars() {
+                if c.is_ascii() {
+                    out.push(c);
+                } else {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn single_pass_encoder_matches_the_reference(
+                (shape, v) in shape().prop_flat_map(|s| { let v = value(&s, 0); (Just(s), v) })
+            ) {
+                let compact = serde_json::to_string(&v).unwrap();
+                let want = reference_field(&shape, &compact);
+                let mut texts = vec![compact.clone()];
+                if !has_json(&shape) {
+                    // Whitespace and escapes are the JSON's business, not the value's.
+                    texts.push(serde_json::to_string_pretty(&v).unwrap());
+                    texts.push(ascii_escaped(&compact));
+                }
+                for t in texts {
+                    let got = enc(&shape, &t);
+                    match &want {
+                        Ok(w) => prop_assert_eq!(got.as_ref().ok(), Some(w), "{:?} {}", shape, t),
+                        Err(()) => prop_assert!(got.is_err(), "{:?} {} gave {:?}", shape, t, got),
+                    }
+                }
+            }
+        }
     }
 }

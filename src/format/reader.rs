@@ -341,7 +341,7 @@ impl<R: BufRead> FixtureReader<R> {
                     self.row_index = 0;
                     return Ok(Some(key));
                 }
-                State::Rows { .. } => while self.next_row_into(&mut RawRow::default())? {},
+                State::Rows { .. } => while self.skip_row()? {},
                 State::End => return Ok(None),
             }
         }
@@ -385,6 +385,16 @@ impl<R: BufRead> FixtureReader<R> {
 
     /// Reads the next row of the current table into `row`; false at the end of the table.
     pub fn next_row_into(&mut self, row: &mut RawRow) -> Result<bool, ReadError> {
+        self.next_row(Some(row))
+    }
+
+    /// Moves over the next row of the current table (its syntax checked as by
+    /// [`FixtureReader::next_row_into`], its bytes not kept); false at the end of the table.
+    pub fn skip_row(&mut self) -> Result<bool, ReadError> {
+        self.next_row(None)
+    }
+
+    fn next_row(&mut self, row: Option<&mut RawRow>) -> Result<bool, ReadError> {
         let State::Rows { first } = self.state else {
             return Ok(false);
         };
@@ -405,19 +415,22 @@ impl<R: BufRead> FixtureReader<R> {
         if self.peek()? != Some(b'{') {
             return self.err("expected a row object '{'");
         }
-        row.bytes.clear();
-        row.line = self.line;
-        row.column = self.column;
-        row.index = self.row_index;
-        self.scan_object(&mut row.bytes)?;
+        let out = row.map(|row| {
+            row.bytes.clear();
+            row.line = self.line;
+            row.column = self.column;
+            row.index = self.row_index;
+            &mut row.bytes
+        });
+        self.scan_object(out)?;
         self.row_index += 1;
         self.state = State::Rows { first: false };
         Ok(true)
     }
 
-    /// Copies one JSON object verbatim into `out`, tracking nesting and strings. Full validation
-    /// of the inside is left to serde when the row is parsed.
-    fn scan_object(&mut self, out: &mut Vec<u8>) -> Result<(), ReadError> {
+    /// Copies one JSON object verbatim into `out` (or only moves over it), tracking nesting and
+    /// strings. Full validation of the inside is left to serde when the row is parsed.
+    fn scan_object(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<(), ReadError> {
         let mut depth = 0usize;
         let mut in_string = false;
         let mut escaped = false;
@@ -473,13 +486,16 @@ impl<R: BufRead> FixtureReader<R> {
             }
             let i = i.min(n);
             let chunk = &buf[..i];
-            out.extend_from_slice(chunk);
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(chunk);
+            }
+            let closing = chunk.last().copied();
             advance_over(&mut self.line, &mut self.column, &mut self.offset, chunk);
             self.input.consume(i);
             if done {
                 // Brackets inside are left to serde, but the row itself must close as it opened:
                 // `{"a": 1]` would otherwise pass the pre-scan as a row.
-                if out.last() != Some(&b'}') {
+                if closing != Some(b'}') {
                     return self.err("expected '}' closing the row object, found ']'");
                 }
                 return Ok(());

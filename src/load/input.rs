@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::error::{Error, Location, Result};
-use crate::format::reader::{FixtureReader, RawRow, ReadError, TablePosition};
+use crate::format::reader::{FixtureReader, ReadError, TablePosition};
 
 /// One fixture file ready to be read any number of times.
 #[derive(Debug)]
@@ -128,14 +128,10 @@ impl Input {
     pub(crate) fn scan(&self, index: usize) -> Result<Vec<Occurrence>> {
         let mut r = FixtureReader::new(self.open_raw()?);
         let mut out = Vec::new();
-        let mut row = RawRow::default();
         while let Some(key) = r.next_table().map_err(|e| self.read_error(e, None))? {
             let position = r.table_position();
             let mut rows = 0;
-            while r
-                .next_row_into(&mut row)
-                .map_err(|e| self.read_error(e, Some(&key)))?
-            {
+            while r.skip_row().map_err(|e| self.read_error(e, Some(&key)))? {
                 rows += 1;
             }
             out.push(Occurrence {

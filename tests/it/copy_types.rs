@@ -34,6 +34,8 @@ const ROWS: &[&str] = &[
     r#"{"id": 3, "ints": "{4,5}", "texts": "{\"a b\",c}", "p": "(9,nine)", "h": "x=>1, y=>NULL", "d": "{7}"}"#,
     r#"{"id": 4, "ints": null, "texts": [null], "grid": null, "p": null, "o": null, "pairs": null, "h": null, "d": null}"#,
     r#"{"id": 5, "texts": ["ünïcødé ☃", "\\N", "\\."], "o": {"p": null, "tags": [], "doc": "a string", "ok": false}, "h": {"n": 1, "b": true}}"#,
+    // Backslashes and quotes three layers deep, \u escapes (a surrogate pair), a control byte.
+    r#"{"id": 6, "o": {"p": {"a": 2, "b": "back\\slash \"q\" \u00e9\ud83d\ude00"}, "tags": ["x\\y", "{\"}"], "doc": [], "ok": null}, "pairs": [{"b": "\\\"(,)"}], "texts": ["\u0001ctl\ttab"], "h": {"\\": "\"\\"}}"#,
 ];
 
 fn fixture(rows: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -80,7 +82,7 @@ fn structured_values_encoded_on_the_client_match_the_server_reading_of_the_json(
     let again = dbf(&db, &["load", f.to_str().unwrap()]);
     assert_eq!(again.code, 0, "{again:#?}");
     assert!(
-        again.stderr.contains("0 inserted, 0 updated, 5 unchanged"),
+        again.stderr.contains("0 inserted, 0 updated, 6 unchanged"),
         "{}",
         again.stderr
     );
