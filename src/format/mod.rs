@@ -6,5 +6,6 @@ pub mod copy_structured;
 pub mod copy_text;
 pub mod django;
 pub mod reader;
+pub mod structural;
 pub mod value;
 pub mod writer;

@@ -156,32 +156,35 @@ fn advance_position(line: &mut usize, column: &mut usize, offset: &mut u64, c: u
     }
 }
 
-/// Bytes that end a plain run inside a string, and outside strings (see `scan_object`).
-const STRING_STOP: [bool; 256] = byte_set(b"\"\\");
-const STRUCTURE_STOP: [bool; 256] = byte_set(b"\"{}[]");
-
-const fn byte_set(bytes: &[u8]) -> [bool; 256] {
-    let mut set = [false; 256];
-    let mut i = 0;
-    while i < bytes.len() {
-        set[bytes[i] as usize] = true;
-        i += 1;
-    }
-    set
-}
-
-/// [`advance_position`] over a whole chunk, with counts the compiler can vectorize.
+/// [`advance_position`] over a whole chunk. Both counts are taken in one pass with byte-wide
+/// counters (flushed every 255 bytes), which the compiler turns into vector compares.
 fn advance_over(line: &mut usize, column: &mut usize, offset: &mut u64, chunk: &[u8]) {
     *offset += chunk.len() as u64;
-    let chars = |b: &[u8]| b.iter().filter(|&&c| c & 0xC0 != 0x80).count();
-    let newlines = chunk.iter().filter(|&&c| c == b'\n').count();
+    let (newlines, continuations) = counts(chunk);
     if newlines == 0 {
-        *column += chars(chunk);
+        *column += chunk.len() - continuations;
     } else {
         let last = chunk.iter().rposition(|&c| c == b'\n').expect("counted");
+        let rest = &chunk[last + 1..];
         *line += newlines;
-        *column = 1 + chars(&chunk[last + 1..]);
+        *column = 1 + rest.len() - counts(rest).1;
     }
+}
+
+/// Newlines and UTF-8 continuation bytes (`10xxxxxx`) in `s`.
+fn counts(s: &[u8]) -> (usize, usize) {
+    let (mut newlines, mut continuations) = (0, 0);
+    for block in s.chunks(255) {
+        let (mut n, mut c) = (0u8, 0u8);
+        for &b in block {
+            n += u8::from(b == b'\n');
+            // 0x80..=0xBF are exactly the bytes below -64 as i8.
+            c += u8::from((b as i8) < -64);
+        }
+        newlines += usize::from(n);
+        continuations += usize::from(c);
+    }
+    (newlines, continuations)
 }
 
 pub struct FixtureReader<R> {
@@ -431,60 +434,15 @@ impl<R: BufRead> FixtureReader<R> {
     /// Copies one JSON object verbatim into `out` (or only moves over it), tracking nesting and
     /// strings. Full validation of the inside is left to serde when the row is parsed.
     fn scan_object(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<(), ReadError> {
-        let mut depth = 0usize;
-        let mut in_string = false;
-        let mut escaped = false;
+        let mut end = super::structural::ObjectEnd::default();
         loop {
             let buf = self.input.fill_buf()?;
             if buf.is_empty() {
                 return self.err("unexpected end of file inside a row (truncated?)");
             }
-            let n = buf.len();
-            let mut i = 0;
-            let mut done = false;
-            if escaped {
-                // The byte after a backslash that ended the previous chunk.
-                i = 1;
-                escaped = false;
-            }
-            while i < n {
-                if in_string {
-                    while i < n && !STRING_STOP[buf[i] as usize] {
-                        i += 1;
-                    }
-                    if i == n {
-                        break;
-                    }
-                    if buf[i] == b'\\' {
-                        escaped = i + 1 == n;
-                        i += 2;
-                    } else {
-                        in_string = false;
-                        i += 1;
-                    }
-                } else {
-                    while i < n && !STRUCTURE_STOP[buf[i] as usize] {
-                        i += 1;
-                    }
-                    if i == n {
-                        break;
-                    }
-                    let c = buf[i];
-                    i += 1;
-                    match c {
-                        b'"' => in_string = true,
-                        b'{' | b'[' => depth += 1,
-                        _ => {
-                            depth -= 1;
-                            if depth == 0 {
-                                done = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            let i = i.min(n);
+            let found = end.feed(buf);
+            let done = found.is_some();
+            let i = found.unwrap_or(buf.len());
             let chunk = &buf[..i];
             if let Some(out) = out.as_deref_mut() {
                 out.extend_from_slice(chunk);

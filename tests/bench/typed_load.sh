@@ -47,8 +47,13 @@ psql -qX "$BASE/tsrc" -c "\\copy typed TO '$WORK/typed.copy'"
 sync
 
 now() { date +%s.%N; }
+# Each load starts with no dirty buffers left by the one before (or by filling tsrc).
+checkpoint() { psql -qX "$BASE/postgres" -c CHECKPOINT; }
+checkpoint
 t0=$(now)
 psql -qX -v ON_ERROR_STOP=1 "$BASE/tcopy" -c "\\copy typed FROM '$WORK/typed.copy'"
+t1=$(now)
+checkpoint
 t1=$(now)
 /usr/bin/time -f '%U %S %M' -o "$WORK/rusage" "$BIN" --quiet --database-url "$BASE/tload" load "$WORK/typed.json"
 t2=$(now)
