@@ -156,35 +156,10 @@ fn advance_position(line: &mut usize, column: &mut usize, offset: &mut u64, c: u
     }
 }
 
-/// [`advance_position`] over a whole chunk. Both counts are taken in one pass with byte-wide
-/// counters (flushed every 255 bytes), which the compiler turns into vector compares.
+/// [`advance_position`] over a whole chunk.
 fn advance_over(line: &mut usize, column: &mut usize, offset: &mut u64, chunk: &[u8]) {
     *offset += chunk.len() as u64;
-    let (newlines, continuations) = counts(chunk);
-    if newlines == 0 {
-        *column += chunk.len() - continuations;
-    } else {
-        let last = chunk.iter().rposition(|&c| c == b'\n').expect("counted");
-        let rest = &chunk[last + 1..];
-        *line += newlines;
-        *column = 1 + rest.len() - counts(rest).1;
-    }
-}
-
-/// Newlines and UTF-8 continuation bytes (`10xxxxxx`) in `s`.
-fn counts(s: &[u8]) -> (usize, usize) {
-    let (mut newlines, mut continuations) = (0, 0);
-    for block in s.chunks(255) {
-        let (mut n, mut c) = (0u8, 0u8);
-        for &b in block {
-            n += u8::from(b == b'\n');
-            // 0x80..=0xBF are exactly the bytes below -64 as i8.
-            c += u8::from((b as i8) < -64);
-        }
-        newlines += usize::from(n);
-        continuations += usize::from(c);
-    }
-    (newlines, continuations)
+    super::structural::advance_over(line, column, chunk);
 }
 
 pub struct FixtureReader<R> {

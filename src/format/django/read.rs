@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{DjangoLocation, Error, Result};
+use crate::format::structural::{advance_over, ObjectEnd};
 
 /// One object of a Django fixture, borrowed from its bytes, values kept as raw JSON.
 #[derive(Debug, Deserialize)]
@@ -209,54 +210,19 @@ impl ElementCutter {
         }
         let start = (self.line, self.column);
         out.clear();
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut end = ObjectEnd::default();
         loop {
             let buf = self.input.fill_buf().map_err(CutError::Io)?;
             if buf.is_empty() {
                 return Err(self.syntax("unexpected end of file inside an object"));
             }
-            let mut end = None;
-            for (i, &c) in buf.iter().enumerate() {
-                if c == b'\n' {
-                    self.line += 1;
-                    self.column = 1;
-                } else if c & 0xC0 != 0x80 {
-                    self.column += 1;
-                }
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if c == b'\\' {
-                        escaped = true;
-                    } else if c == b'"' {
-                        in_string = false;
-                    }
-                    continue;
-                }
-                match c {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = Some(i + 1);
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            match end {
-                Some(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    self.input.consume(n);
-                    return Ok(Some(start));
-                }
-                None => {
-                    let n = buf.len();
-                    out.extend_from_slice(buf);
-                    self.input.consume(n);
-                }
+            let found = end.feed(buf);
+            let n = found.unwrap_or(buf.len());
+            advance_over(&mut self.line, &mut self.column, &buf[..n]);
+            out.extend_from_slice(&buf[..n]);
+            self.input.consume(n);
+            if found.is_some() {
+                return Ok(Some(start));
             }
         }
     }
