@@ -13,7 +13,11 @@ BIN=${2:-target/release/dbfixtures}
 BASE=${BENCH_URL:-postgres://postgres@127.0.0.1:5432}
 BASE=${BASE%/}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+cleanup() {
+  rm -rf "$WORK"
+  for db in tsrc tcopy tload; do psql -qX "$BASE/postgres" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null; done
+}
+trap cleanup EXIT
 
 schema() {
   psql -qX -v ON_ERROR_STOP=1 "$BASE/$1" <<'SQL'
