@@ -98,6 +98,9 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
             // This process exits at once: the clone belongs to the test suite that ran it.
             #[cfg(unix)]
             let b = b.owner_pid(std::os::unix::process::parent_id());
+            // The detached `testdb fill` below tops the pool up; a thread of this process would
+            // be cut off when it exits, possibly holding the fillers' lock as that one starts.
+            let b = b.fill_in_background(false);
             let db = b.create()?;
             if db.built_template() {
                 let (template, _) = b.template()?;

@@ -104,6 +104,8 @@ pub struct TestDbBuilder {
     strategy: Strategy,
     owner_pid: Option<u32>,
     pool: Option<usize>,
+    /// Whether `create` tops the pool up from a thread of this process.
+    fill_in_background: bool,
     state: Mutex<Option<Arc<Server>>>,
     /// The key and whether the template is known to exist, once computed.
     prepared: Mutex<Option<Prepared>>,
@@ -138,6 +140,7 @@ impl TestDbBuilder {
             strategy: Strategy::Auto,
             owner_pid: None,
             pool: None,
+            fill_in_background: true,
             state: Mutex::new(None),
             prepared: Mutex::new(None),
             filler: Mutex::new(None),
@@ -188,6 +191,16 @@ impl TestDbBuilder {
     /// accepts it and keeps no pool: a clone there is a file copy, as fast as a claim.
     pub fn pool(mut self, size: usize) -> Self {
         self.pool = Some(size);
+        self
+    }
+
+    /// Whether [`Self::create`] tops the pool up from a background thread of this process
+    /// (default: yes). A process that exits right after `create` turns it off and runs
+    /// [`Self::top_up_pool`] elsewhere (`dbfixtures testdb create` starts a detached
+    /// `testdb fill`): a thread killed mid-fill would hold the fillers' lock at the moment the
+    /// other filler tries it, and that one would then do nothing.
+    pub fn fill_in_background(mut self, on: bool) -> Self {
+        self.fill_in_background = on;
         self
     }
 
@@ -327,7 +340,7 @@ impl TestDbBuilder {
             Some(made) => made,
             None => self.clone_direct(&server, &prefix, &key, &meta)?,
         };
-        if pool_size > 0 {
+        if pool_size > 0 && self.fill_in_background {
             self.kick_filler(&server, &prefix, &key, pool_size);
         }
         Ok(TestDatabase {

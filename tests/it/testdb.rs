@@ -1295,6 +1295,28 @@ fn pg_pool_disabled_still_works() {
 }
 
 #[test]
+fn pg_create_without_background_filling_leaves_the_pool_to_another_filler() {
+    // What `testdb create` does: no filler thread in a process that exits at once, so the
+    // filler started after it never finds the fillers' lock held by a thread about to die
+    // (CI once saw that filler do nothing and the pool stay empty).
+    let place = Place::new(Engine::Pg, "pbg");
+    let b = place.builder().pool(2).fill_in_background(false);
+    let first = b.create().unwrap();
+    assert!(!first.from_pool());
+    assert_eq!(b.top_up_pool().unwrap(), Some(2), "the lock was free");
+    assert_eq!(place.members().len(), 2);
+    let second = b.create().unwrap();
+    assert!(second.from_pool());
+    assert_eq!(num(&mut second.connect().unwrap(), COUNT_CLIENTS), 6);
+    assert_eq!(
+        place.members().len(),
+        1,
+        "nothing refilled in the background: {:?}",
+        place.members()
+    );
+}
+
+#[test]
 fn sqlite_pool_option_is_accepted_and_keeps_nothing() {
     let place = Place::new(Engine::Sqlite, "pool");
     let b = place.builder().pool(3);
