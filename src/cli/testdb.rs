@@ -119,7 +119,21 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
         }
         TestdbCommand::Fill(a) => {
             let (b, _) = builder(server()?, &a)?;
-            b.top_up_pool()?;
+            // Started right after a `create`, this may find the fillers' lock still held (by
+            // a filler finishing, or whose backend is still exiting) or a busy server refusing
+            // a first attempt. It tries again for a few seconds: nobody waits for it, and an
+            // empty pool only means the next `create` clones directly.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match b.top_up_pool() {
+                    Ok(Some(_)) => break,
+                    Ok(None) | Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(Outcome::Ok)
         }
         TestdbCommand::Drop(a) => {
