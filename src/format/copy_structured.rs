@@ -96,14 +96,15 @@ impl Out<'_> {
             .position(|&b| matches!(b, b'"' | b'\\' | b'\t' | b'\n' | b'\r'))
         {
             self.buf.extend_from_slice(&rest[..p]);
-            self.special(level, rest[p]);
+            self.byte(level, rest[p]);
             rest = &rest[p + 1..];
         }
         self.buf.extend_from_slice(rest);
     }
 
-    /// One byte that some layer escapes.
-    fn special(&mut self, level: u32, b: u8) {
+    /// One byte at `level`, content or structure (brace, parenthesis, delimiter, quote),
+    /// escaped for every layer that escapes it.
+    fn byte(&mut self, level: u32, b: u8) {
         match b {
             // `k` quoting layers make a backslash 2^k of them and put 2^k - 1 before a quote;
             // COPY doubles every backslash.
@@ -123,16 +124,8 @@ impl Out<'_> {
         self.buf.resize(self.buf.len() + n, b'\\');
     }
 
-    /// A structural byte of the literal at `level` (brace, parenthesis, delimiter, quote).
-    fn byte(&mut self, level: u32, b: u8) {
-        if matches!(b, b'"' | b'\\' | b'\t' | b'\n' | b'\r') {
-            self.special(level, b);
-        } else {
-            self.buf.push(b);
-        }
-    }
-
-    fn open_quote(&mut self, level: u32) {
+    /// A double quote opening or closing a nested value (at its container's `level`).
+    fn quote_mark(&mut self, level: u32) {
         self.byte(level, b'"');
     }
 }
@@ -349,9 +342,9 @@ impl<'a> Walk<'a> {
 
     /// A nested value, double-quoted for its container (which is at `level`).
     fn quoted(&mut self, o: &mut Out<'_>, level: u32, shape: &Shape) -> Result<(), ValueError> {
-        o.open_quote(level);
+        o.quote_mark(level);
         self.value(o, level + 1, shape)?;
-        o.open_quote(level);
+        o.quote_mark(level);
         Ok(())
     }
 
@@ -382,11 +375,12 @@ impl<'a> Walk<'a> {
                 if n > 0 {
                     o.byte(level, delim);
                 }
-                let sub = self.kind() == Kind::Array;
+                let kind = self.kind();
+                let sub = kind == Kind::Array;
                 if *nested.get_or_insert(sub) != sub {
                     return Err(mismatched_dims());
                 }
-                match self.kind() {
+                match kind {
                     Kind::Array => self.array(o, level, elem, delim, dims, depth + 1)?,
                     Kind::Null => {
                         self.skip();
@@ -462,14 +456,13 @@ impl<'a> Walk<'a> {
         let mut first = true;
         loop {
             if !first {
-                o.byte(level, b',');
-                o.byte(level, b' ');
+                o.text(level, b", ");
             }
             first = false;
             let k = self.key()?;
-            o.open_quote(level);
+            o.quote_mark(level);
             o.text(level + 1, &k);
-            o.open_quote(level);
+            o.quote_mark(level);
             o.text(level, b"=>");
             match self.kind() {
                 Kind::Null => {
@@ -477,15 +470,15 @@ impl<'a> Walk<'a> {
                     o.text(level, b"NULL");
                 }
                 Kind::String => {
-                    o.open_quote(level);
+                    o.quote_mark(level);
                     self.string(o, level + 1)?;
-                    o.open_quote(level);
+                    o.quote_mark(level);
                 }
                 _ => {
                     let t = self.skip();
-                    o.open_quote(level);
+                    o.quote_mark(level);
                     o.text(level + 1, t);
-                    o.open_quote(level);
+                    o.quote_mark(level);
                 }
             }
             if !self.eat(b',') {

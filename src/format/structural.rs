@@ -61,7 +61,7 @@ impl ObjectEnd {
         let quotes = if m.backslash & valid == 0 && !self.escaped {
             m.quote & valid
         } else {
-            self.real_quotes(&m, len)
+            self.real_quotes(&m, len, valid)
         };
         // Bit i set: byte i is inside a string (an opening quote counts as inside, a closing
         // one as outside; neither is a bracket).
@@ -93,8 +93,7 @@ impl ObjectEnd {
     /// backslashes walked in order (both are few), as a byte loop would see them. A
     /// backslash escapes the next byte only inside a string (outside, it is a syntax error
     /// serde reports, and must not hide a quote from this scan either).
-    fn real_quotes(&mut self, m: &Masks, len: usize) -> u64 {
-        let valid = if len == 64 { !0 } else { (1u64 << len) - 1 };
+    fn real_quotes(&mut self, m: &Masks, len: usize, valid: u64) -> u64 {
         let mut escaped = u64::from(self.escaped);
         self.escaped = false;
         let mut in_string = self.in_string;
