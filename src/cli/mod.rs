@@ -303,12 +303,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         Command::ResetSequences(a) => {
             let mut conn = Connection::open(&url, false)?;
-            reset_sequences(&mut conn, a, &msg)
+            reset_sequences(&mut conn, &url, a, &msg)
         }
         Command::Testdb(_) => unreachable!("handled above"),
         Command::Sequences(a) => {
             let mut conn = Connection::open(&url, false)?;
-            let states = sequences::inspect(&mut conn, &a.tables)?;
+            let states = sequences::inspect_with(&mut conn, &a.tables, Some(&url))?;
             let mut out = std::io::stdout().lock();
             if a.json {
                 let text = serde_json::to_string_pretty(&states)
@@ -479,9 +479,14 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Result<Outcome> {
+fn reset_sequences(
+    conn: &mut Connection,
+    url: &DatabaseUrl,
+    a: ResetArgs,
+    msg: &Messages,
+) -> Result<Outcome> {
     if a.check {
-        let states = sequences::inspect(conn, &a.tables)?;
+        let states = sequences::inspect_with(conn, &a.tables, Some(url))?;
         let bad: Vec<&SequenceState> = states
             .iter()
             .filter(|s| matches!(s.status, Status::Behind | Status::Exhausted))
@@ -532,6 +537,7 @@ fn reset_sequences(conn: &mut Connection, a: ResetArgs, msg: &Messages) -> Resul
             tables: a.tables,
             never_rewind: a.never_rewind,
             dry_run: a.dry_run,
+            helper: Some(url.clone()),
         },
     )?;
     if a.dry_run {

@@ -23,7 +23,7 @@ mod sqlite;
 
 use serde::Serialize;
 
-use crate::backend::{Backend, Connection, TxMode};
+use crate::backend::{Backend, Connection, DatabaseUrl, TxMode};
 use crate::catalog::{quote_literal, Catalog, QualifiedName, Sequence, ValueKind};
 use crate::error::{Error, Result};
 
@@ -120,6 +120,10 @@ pub struct ResetOptions {
     pub never_rewind: bool,
     /// Compute and report, change nothing.
     pub dry_run: bool,
+    /// The URL of the database the connection is open on: with many sequences, a second
+    /// connection reads half of them, on the same snapshot, while the first holds the locks
+    /// (PostgreSQL; ignored for SQLite).
+    pub helper: Option<DatabaseUrl>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -135,10 +139,20 @@ pub struct ResetReport {
 /// Reads the state of the sequences feeding `tables` (all when empty), without changing
 /// anything. Used by `sequences` and `reset-sequences --check`.
 pub fn inspect(conn: &mut Connection, tables: &[String]) -> Result<Vec<SequenceState>> {
+    inspect_with(conn, tables, None)
+}
+
+/// [`inspect`]; with `helper` (the URL of the database `conn` is open on) and many sequences,
+/// a second connection reads half of them on the same snapshot (PostgreSQL).
+pub fn inspect_with(
+    conn: &mut Connection,
+    tables: &[String],
+    helper: Option<&DatabaseUrl>,
+) -> Result<Vec<SequenceState>> {
     conn.transaction(TxMode::Snapshot, |conn| {
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, tables)?;
-        states(conn, &catalog, &selected)
+        states(conn, &catalog, &selected, helper)
     })
 }
 
@@ -147,7 +161,8 @@ pub fn reset(conn: &mut Connection, opts: &ResetOptions) -> Result<ResetReport> 
     conn.transaction(TxMode::ReadWrite, |conn| {
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, &opts.tables)?;
-        realign(conn, &catalog, &selected, opts.never_rewind, opts.dry_run)
+        let helper = opts.helper.as_ref();
+        realign_with(conn, &catalog, &selected, opts, helper)
     })
 }
 
@@ -209,6 +224,24 @@ pub(crate) fn realign(
     never_rewind: bool,
     dry_run: bool,
 ) -> Result<ResetReport> {
+    let opts = ResetOptions {
+        never_rewind,
+        dry_run,
+        ..Default::default()
+    };
+    realign_with(conn, catalog, sequences, &opts, None)
+}
+
+/// [`realign`] with the options of `reset` (its `tables` already applied to `sequences`) and
+/// an optional second connection for the reads (see [`ResetOptions::helper`]).
+fn realign_with(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    sequences: &[usize],
+    opts: &ResetOptions,
+    helper: Option<&DatabaseUrl>,
+) -> Result<ResetReport> {
+    let (never_rewind, dry_run) = (opts.never_rewind, opts.dry_run);
     if sequences.is_empty() {
         return Ok(ResetReport::default());
     }
@@ -228,7 +261,7 @@ pub(crate) fn realign(
             conn.execute(sql)?;
         }
     }
-    let before = states(conn, catalog, sequences)?;
+    let before = states(conn, catalog, sequences, helper)?;
     if let Some(bad) = before.iter().find(|s| s.target.is_none()) {
         return Err(Error::Sequence {
             sequence: bad.sequence.clone(),
@@ -312,6 +345,7 @@ fn states(
     conn: &mut Connection,
     catalog: &Catalog,
     sequences: &[usize],
+    helper: Option<&DatabaseUrl>,
 ) -> Result<Vec<SequenceState>> {
     if sequences.is_empty() {
         return Ok(Vec::new());
@@ -338,7 +372,7 @@ fn states(
     }
     // (current values, the extreme in each sequence's direction)
     let (current, extremes) = match conn.backend() {
-        Backend::Postgres => pg::read(conn, &seqs, &columns)?,
+        Backend::Postgres => pg::read(conn, &seqs, &columns, helper)?,
         Backend::Sqlite => {
             let columns: Vec<(usize, &QualifiedName, &str)> =
                 columns.iter().map(|c| (c.seq, c.table, c.column)).collect();

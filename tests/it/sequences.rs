@@ -1004,6 +1004,96 @@ fn realign_1000_tables_fast() {
     assert_eq!(aligned, N as i64);
 }
 
+/// With many sequences (at least 200), `sequences`, `reset-sequences --check` and
+/// `reset-sequences` read half of them on a second connection, on the first one's snapshot. When
+/// the server refuses that connection (here: the role may hold only one), the first connection
+/// reads them all: the same states, the same moves.
+#[test]
+fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
+    const N: usize = 240;
+    const BATCH: usize = 40;
+    let db = TestDb::new("seq_two_connections");
+    for first in (1..=N).step_by(BATCH) {
+        db.sql(&format!(
+            "DO $$ BEGIN FOR i IN {first}..{last} LOOP
+               EXECUTE format('CREATE TABLE %I (id serial PRIMARY KEY)', 't' || i);
+               EXECUTE format('INSERT INTO %I (id) SELECT g FROM generate_series(1, %s) g',
+                              't' || i, i % 7 + 1);
+             END LOOP; END $$;",
+            last = first + BATCH - 1
+        ));
+    }
+    let role = AppRole::new(&db, "one_connection");
+    db.sql(&format!(
+        "ALTER ROLE {} CONNECTION LIMIT 1",
+        crate::support::ident(role.name())
+    ));
+    let as_role = |args: &[&str]| {
+        Out::from(
+            cmd()
+                .args(args)
+                .arg("--database-url")
+                .arg(role.url())
+                .output()
+                .expect("run dbfixtures"),
+        )
+    };
+    let json = |out: &Out| -> Value {
+        assert_eq!(out.code, 0, "{out:#?}");
+        serde_json::from_str(&out.stdout).expect("sequences --json is JSON")
+    };
+
+    // Every sequence is behind: next value 1, column max i % 7 + 1.
+    let two = json(&dbf(&db, &["sequences", "--json"]));
+    let one = json(&as_role(&["sequences", "--json"]));
+    assert_eq!(two, one);
+    let states = two.as_array().unwrap();
+    assert_eq!(states.len(), N);
+    assert!(states.iter().all(|s| s["status"] == "behind"), "{two:#}");
+    for out in [
+        dbf(&db, &["reset-sequences", "--check"]),
+        as_role(&["reset-sequences", "--check"]),
+    ] {
+        assert_eq!(out.code, 1, "{out:#?}");
+        assert!(
+            out.stderr
+                .contains(&format!("{N} of {N} sequences are behind")),
+            "{}",
+            out.stderr
+        );
+    }
+
+    // Moved on one connection, checked on two; moved back, then moved on two, checked on one.
+    let out = as_role(&["reset-sequences"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains(&format!("Checked {N} sequences, moved {N}.")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+    db.sql(&format!(
+        "DO $$ BEGIN FOR i IN 1..{N} LOOP PERFORM setval(format('t%s_id_seq', i), 1, false); END LOOP; END $$"
+    ));
+    let out = reset(&db, &[]);
+    assert!(
+        out.stderr
+            .contains(&format!("Checked {N} sequences, moved {N}.")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(as_role(&["reset-sequences", "--check"]).code, 0);
+    for i in [1, N / 2, N / 2 + 1, N] {
+        let max = int(&db, &format!("SELECT max(id) FROM t{i}"));
+        assert_eq!(
+            int(&db, &format!("SELECT nextval('t{i}_id_seq')")),
+            max + 1,
+            "t{i}"
+        );
+    }
+}
+
 #[test]
 fn sequence_feeding_a_text_column_is_unchecked_and_never_moves_back() {
     let db = TestDb::new("text_fed_sequence");
