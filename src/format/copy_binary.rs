@@ -16,6 +16,7 @@
 //! - Malformed input (a length that does not fit the type, a numeric digit above 9999, a date
 //!   outside PostgreSQL's range) is an error, never a guess.
 
+use super::bytes::{decimal_len, push_block, push_decimal, write_decimal, PAIRS};
 use super::copy_text::push_json_string;
 use super::value::push_json;
 use crate::catalog::ValueKind;
@@ -165,42 +166,12 @@ pub fn push_binary_json(
     Ok(())
 }
 
-/// "00" to "99", for writing two digits at a time.
-const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                            2021222324252627282930313233343536373839\
-                            4041424344454647484950515253545556575859\
-                            6061626364656667686970717273747576777879\
-                            8081828384858687888990919293949596979899";
-
 /// Decimal digits of an integer, as int8out/int4out/int2out/oidout print them.
 fn push_i64(out: &mut Vec<u8>, n: i64) {
-    let mut buf = [0u8; 20];
-    let at = digits_into(&mut buf, n.unsigned_abs());
     if n < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&buf[at..]);
-}
-
-/// Writes `m`'s decimal digits at the end of `buf`; returns where they start.
-#[inline]
-fn digits_into(buf: &mut [u8; 20], mut m: u64) -> usize {
-    let mut at = buf.len();
-    while m >= 100 {
-        let pair = (m % 100) as usize * 2;
-        m /= 100;
-        at -= 2;
-        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if m >= 10 {
-        let pair = m as usize * 2;
-        at -= 2;
-        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        at -= 1;
-        buf[at] = b'0' + m as u8;
-    }
-    at
+    push_decimal(out, n.unsigned_abs());
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -295,7 +266,8 @@ fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError
             if d == 0 {
                 // The first group: no leading zeros (but its last digit always).
                 let skip = digits[..3].iter().take_while(|&&c| c == b'0').count();
-                out.extend_from_slice(&digits[skip..]);
+                let shifted = (u32::from_be_bytes(digits) << (8 * skip)).to_be_bytes();
+                push_block(out, &shifted, 4 - skip);
             } else {
                 out.extend_from_slice(&digits);
             }
@@ -309,7 +281,7 @@ fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError
         while written < dscale {
             let digits = four_digits(digit(d)?);
             let take = (dscale - written).min(4);
-            out.extend_from_slice(&digits[..take]);
+            push_block(out, &digits, take);
             written += take;
             d += 1;
         }
@@ -389,9 +361,9 @@ impl Stamp {
             self.two(n / 100);
             self.two(n % 100);
         } else {
-            let mut digits = [0u8; 20];
-            let at = digits_into(&mut digits, n.into());
-            self.bytes(&digits[at..]);
+            let len = decimal_len(n.into());
+            write_decimal(&mut self.buf[self.len..self.len + len], n.into());
+            self.len += len;
         }
     }
 
@@ -408,8 +380,9 @@ impl Stamp {
         bc
     }
 
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+    /// Appends the rendered bytes to `out`.
+    fn push_to(&self, out: &mut Vec<u8>) {
+        push_block(out, &self.buf, self.len);
     }
 }
 
@@ -427,7 +400,7 @@ fn push_date_text(out: &mut Vec<u8>, days: i32) -> Result<(), BinaryValueError> 
             if s.ymd(y, m, d) {
                 s.bytes(b" BC");
             }
-            out.extend_from_slice(s.as_slice());
+            s.push_to(out);
         }
     }
     Ok(())
@@ -461,20 +434,14 @@ fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), Binar
             s.byte(b':');
             s.two(secs % 60);
             if fsec != 0 {
-                // AppendSeconds: six digits, trailing zeros dropped.
+                // AppendSeconds: six digits, trailing zeros dropped (there is a non-zero one).
                 s.byte(b'.');
-                let mut f = fsec;
-                let mut width = 6;
-                while f.is_multiple_of(10) {
-                    f /= 10;
-                    width -= 1;
+                s.two(fsec / 10_000);
+                s.two(fsec / 100 % 100);
+                s.two(fsec % 100);
+                while s.buf[s.len - 1] == b'0' {
+                    s.len -= 1;
                 }
-                let mut digits = [0u8; 20];
-                let at = digits_into(&mut digits, f.into());
-                for _ in (20 - at)..width {
-                    s.byte(b'0');
-                }
-                s.bytes(&digits[at..]);
             }
             if tz {
                 s.bytes(b"+00:00");
@@ -483,7 +450,7 @@ fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), Binar
                 s.bytes(b" BC");
             }
             s.byte(b'"');
-            out.extend_from_slice(s.as_slice());
+            s.push_to(out);
         }
     }
     Ok(())

@@ -16,6 +16,7 @@
 
 use std::io::{self, Write};
 
+use super::bytes::ShortRun;
 use super::copy_text::push_json_string;
 
 pub struct FixtureWriter<W: Write> {
@@ -134,7 +135,10 @@ impl<W: Write> FixtureWriter<W> {
             .map(|(i, k)| {
                 let mut p = Vec::new();
                 column_prefix(self.pretty, i, k, &mut p);
-                p
+                match ShortRun::new(&p) {
+                    Some(run) => Prefix::Short(run),
+                    None => Prefix::Long(p),
+                }
             })
             .collect();
         RowLayout {
@@ -153,9 +157,17 @@ impl<W: Write> FixtureWriter<W> {
         mut value: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         scratch.clear();
-        scratch.extend_from_slice(self.row_start());
+        // Fixed-size appends (see `format::bytes`): a row is many short runs.
+        if self.rows_in_table == 0 {
+            scratch.extend_from_slice(b"\n    {");
+        } else {
+            scratch.extend_from_slice(b",\n    {");
+        }
         for (i, prefix) in layout.prefixes.iter().enumerate() {
-            scratch.extend_from_slice(prefix);
+            match prefix {
+                Prefix::Short(run) => run.push_to(scratch),
+                Prefix::Long(p) => scratch.extend_from_slice(p),
+            }
             value(i, scratch)?;
         }
         scratch.extend_from_slice(layout.end);
@@ -205,8 +217,15 @@ impl<W: Write> FixtureWriter<W> {
 /// The bytes before each value of a row: see [`FixtureWriter::layout`].
 #[derive(Debug, Clone)]
 pub struct RowLayout {
-    prefixes: Vec<Vec<u8>>,
+    prefixes: Vec<Prefix>,
     end: &'static [u8],
+}
+
+/// A column's prefix: most keys are short enough for one fixed-size copy.
+#[derive(Debug, Clone)]
+enum Prefix {
+    Short(ShortRun<32>),
+    Long(Vec<u8>),
 }
 
 /// What goes before the value of column `i`: a separator, the key and a colon.
