@@ -124,14 +124,26 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
             // a first attempt. It tries again for a few seconds: nobody waits for it, and an
             // empty pool only means the next `create` clones directly.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let pid = std::process::id();
             loop {
-                match b.top_up_pool() {
-                    Ok(Some(_)) => break,
+                let result = b.top_up_pool();
+                match &result {
+                    // These lines reach only DBFIXTURES_TESTDB_FILL_LOG (see `spawn_filler`).
+                    Ok(Some(n)) => {
+                        eprintln!("testdb fill ({pid}): pool topped up, {n} made");
+                        break;
+                    }
                     Ok(None) | Err(_) if std::time::Instant::now() < deadline => {
+                        if let Err(e) = result {
+                            eprintln!("testdb fill ({pid}): {e}; trying again");
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(200));
                     }
-                    Ok(None) => break,
-                    Err(e) => return Err(e),
+                    Ok(None) => {
+                        eprintln!("testdb fill ({pid}): the fillers' lock stayed taken; gave up");
+                        break;
+                    }
+                    Err(_) => return result.map(|_| Outcome::Ok),
                 }
             }
             Ok(Outcome::Ok)
@@ -229,10 +241,19 @@ fn spawn_filler(
         c.arg("--pool").arg(n.to_string());
     }
     c.arg("--").args(&a.paths);
+    // Its messages go nowhere unless DBFIXTURES_TESTDB_FILL_LOG names a file to append them to
+    // (nobody reads them otherwise; a filler that fails only leaves the pool short).
+    let log = std::env::var_os("DBFIXTURES_TESTDB_FILL_LOG").and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
     c.env("DATABASE_URL", server)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log.map_or_else(Stdio::null, Stdio::from));
     // The clone is already printed: a filler that cannot start only means the next `create`
     // clones directly.
     if let Err(e) = c.spawn() {

@@ -50,6 +50,16 @@ impl Place {
         }
     }
 
+    /// Where the CLI's detached pool fillers write their messages (DBFIXTURES_TESTDB_FILL_LOG).
+    fn fill_log(&self) -> PathBuf {
+        self.dir.path().join("fill.log")
+    }
+
+    /// The fillers' messages so far, for assertion messages.
+    fn fill_log_text(&self) -> String {
+        std::fs::read_to_string(self.fill_log()).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
     fn migrations(&self) -> PathBuf {
         let folder = match self.engine {
             Engine::Pg => "postgresql",
@@ -658,7 +668,8 @@ fn cli(place: &Place, args: &[impl AsRef<std::ffi::OsStr>]) -> Out {
     c.args(["testdb"])
         .args(args)
         .arg("--database-url")
-        .arg(&place.url);
+        .arg(&place.url)
+        .env("DBFIXTURES_TESTDB_FILL_LOG", place.fill_log());
     Out::from(c.output().unwrap())
 }
 
@@ -927,7 +938,8 @@ fn pg_pool_claims_by_several_processes_never_share_a_database() {
     assert_eq!(
         before.len(),
         3,
-        "the detached filler filled the pool: {before:?}"
+        "the detached filler filled the pool: {before:?}; its log:\n{}",
+        place.fill_log_text()
     );
     // Six test processes at once (nextest, pytest-xdist).
     let outs: Vec<Out> = std::thread::scope(|s| {
@@ -963,7 +975,18 @@ fn pg_pool_claims_by_several_processes_never_share_a_database() {
     wait_for_fillers(&place.prefix);
     check_members_went_to_one_test_each(&before, &place.members(), &oids);
     // And the pool is topped up again for the next process.
-    assert_eq!(place.members().len(), 3, "{:?}", place.members());
+    assert_eq!(
+        place.members().len(),
+        3,
+        "{:?}; the fillers' log:\n{}",
+        place.members(),
+        place.fill_log_text()
+    );
+    assert!(
+        place.fill_log_text().contains("pool topped up"),
+        "{}",
+        place.fill_log_text()
+    );
     for u in &urls {
         assert_eq!(cli(&place, &["drop", u]).code, 0);
     }
