@@ -383,6 +383,22 @@ impl Connection {
         r.map_err(|e| Error::db("starting a transaction", describe_diesel(&e)))
     }
 
+    /// How many [`Connection::transaction`]s are open on this connection (0: none; more than 1:
+    /// the innermost is a savepoint).
+    pub fn transaction_depth(&mut self) -> u32 {
+        let depth = match self {
+            Connection::Pg(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .ok()
+                .flatten(),
+            Connection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .ok()
+                .flatten(),
+        };
+        depth.map_or(0, std::num::NonZeroU32::get)
+    }
+
     fn finish(&mut self, commit: bool) -> Result<()> {
         let r = match (self, commit) {
             (Connection::Pg(c), true) => AnsiTransactionManager::commit_transaction(c),

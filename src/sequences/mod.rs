@@ -161,8 +161,7 @@ pub fn reset(conn: &mut Connection, opts: &ResetOptions) -> Result<ResetReport> 
     conn.transaction(TxMode::ReadWrite, |conn| {
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, &opts.tables)?;
-        let helper = opts.helper.as_ref();
-        realign_with(conn, &catalog, &selected, opts, helper)
+        realign_with(conn, &catalog, &selected, opts)
     })
 }
 
@@ -229,19 +228,19 @@ pub(crate) fn realign(
         dry_run,
         ..Default::default()
     };
-    realign_with(conn, catalog, sequences, &opts, None)
+    realign_with(conn, catalog, sequences, &opts)
 }
 
-/// [`realign`] with the options of `reset` (its `tables` already applied to `sequences`) and
-/// an optional second connection for the reads (see [`ResetOptions::helper`]).
+/// [`realign`] with the options of `reset` (its `tables` already applied to `sequences`),
+/// among them an optional second connection for the reads ([`ResetOptions::helper`]).
 fn realign_with(
     conn: &mut Connection,
     catalog: &Catalog,
     sequences: &[usize],
     opts: &ResetOptions,
-    helper: Option<&DatabaseUrl>,
 ) -> Result<ResetReport> {
     let (never_rewind, dry_run) = (opts.never_rewind, opts.dry_run);
+    let helper = opts.helper.as_ref();
     if sequences.is_empty() {
         return Ok(ResetReport::default());
     }

@@ -110,13 +110,24 @@ const SPLIT_MIN: usize = 200;
 /// [`run_all`], half of the queries on a second connection to `url` (the database `conn` is on)
 /// whose transaction imports `conn`'s snapshot, so both halves read the same committed state.
 /// The caller holds its locks until both are done (the helper's reads do not conflict with
-/// them). If the helper cannot connect or read, `conn` reads its half too.
+/// them). If the helper cannot connect or read, `conn` reads its half too. Inside a caller's
+/// transaction (a savepoint, where no snapshot can be exported) or one that has written
+/// anything, the helper could not see those writes: `conn` reads everything.
 fn run_split(
     conn: &mut Connection,
     url: &DatabaseUrl,
     queries: &[String],
 ) -> Result<Vec<serde_json::Value>> {
-    let snapshot: String = conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")?;
+    if conn.transaction_depth() != 1 {
+        return run_all(conn, queries);
+    }
+    let (snapshot, wrote): (String, bool) = conn.query_json(
+        "SELECT json_build_array(pg_export_snapshot(), \
+                txid_current_if_assigned() IS NOT NULL)::text AS j",
+    )?;
+    if wrote {
+        return run_all(conn, queries);
+    }
     let (mine, theirs) = queries.split_at(queries.len() / 2);
     std::thread::scope(|scope| {
         let helper = scope.spawn(|| -> Result<Vec<serde_json::Value>> {

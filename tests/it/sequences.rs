@@ -1092,6 +1092,45 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
             "t{i}"
         );
     }
+
+    // Through the library, inside a caller's transaction that wrote a row the second
+    // connection cannot see: t99 comes last in name order, in the half the second connection
+    // would read, so everything is read on the first.
+    let url = dbfixtures::DatabaseUrl::parse(&db.url()).expect("url");
+    let mut conn = dbfixtures::Connection::open(&url, false).expect("connect");
+    conn.transaction(TxMode::ReadWrite, |conn| {
+        conn.execute("INSERT INTO t99 (id) VALUES (5000)")?;
+        let report = sequences::reset(
+            conn,
+            &ResetOptions {
+                helper: Some(url.clone()),
+                ..Default::default()
+            },
+        )?;
+        assert_eq!(report.before.len(), N);
+        // t99 past the uncommitted row; the four that `nextval` moved above, back.
+        let mut moved: Vec<(&str, i128)> = report
+            .changes
+            .iter()
+            .map(|c| (c.sequence.as_str(), c.to))
+            .collect();
+        moved.sort();
+        assert_eq!(
+            moved,
+            [
+                ("t120_id_seq", 3),
+                ("t121_id_seq", 4),
+                ("t1_id_seq", 3),
+                ("t240_id_seq", 4),
+                ("t99_id_seq", 5001)
+            ],
+            "{:?}",
+            report.changes
+        );
+        Ok(())
+    })
+    .expect("reset in the caller's transaction");
+    assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 5001);
 }
 
 #[test]
