@@ -949,6 +949,26 @@ fn reset_races_concurrent_inserters() {
     );
 }
 
+/// Creates tables `{prefix}1` to `{prefix}{n}`, each `(id serial PRIMARY KEY, v int)` holding
+/// `i % 17 + 1` rows with the explicit ids 3, 6, 9, ...: every sequence is behind its data.
+fn behind_tables(db: &TestDb, prefix: &str, n: usize) {
+    // The server's lock table is shared by every session (max_locks_per_transaction x
+    // max_connections, 6,400 by default) and one transaction touching 100 new tables needs ~400
+    // entries: set up in small transactions so that only the command under test needs many
+    // (about 3 per table: the table, its sequence, its primary key index).
+    const BATCH: usize = 25;
+    for first in (1..=n).step_by(BATCH) {
+        db.sql(&format!(
+            "DO $$ BEGIN FOR i IN {first}..{last} LOOP
+               EXECUTE format('CREATE TABLE %I (id serial PRIMARY KEY, v int)', '{prefix}' || i);
+               EXECUTE format('INSERT INTO %I (id, v) SELECT g * 3, g FROM generate_series(1, %s) g',
+                              '{prefix}' || i, i % 17 + 1);
+             END LOOP; END $$;",
+            last = (first + BATCH - 1).min(n)
+        ));
+    }
+}
+
 /// Not a timed test: prints how long realigning 1,000 tables takes, asserts correctness only.
 /// `cargo test --release --test it realign_1000 -- --nocapture`
 #[test]
@@ -956,20 +976,7 @@ fn realign_1000_tables_fast() {
     const N: usize = 1000;
     const BATCH: usize = 25;
     let db = TestDb::new("realign_1000");
-    // The server's lock table is shared by every session (max_locks_per_transaction x
-    // max_connections, 6,400 by default) and one transaction touching 100 new tables needs ~400
-    // entries: set up and verify in small transactions so that only reset-sequences itself needs
-    // many (about 3 per table: the table, its sequence, its primary key index).
-    for first in (1..=N).step_by(BATCH) {
-        db.sql(&format!(
-            "DO $$ BEGIN FOR i IN {first}..{last} LOOP
-               EXECUTE format('CREATE TABLE %I (id serial PRIMARY KEY, v int)', 'bench_' || i);
-               EXECUTE format('INSERT INTO %I (id, v) SELECT g * 3, g FROM generate_series(1, %s) g',
-                              'bench_' || i, i % 17 + 1);
-             END LOOP; END $$;",
-            last = first + BATCH - 1
-        ));
-    }
+    behind_tables(&db, "bench_", N);
     let start = Instant::now();
     let out = reset(&db, &[]);
     let elapsed = start.elapsed();
@@ -1011,18 +1018,8 @@ fn realign_1000_tables_fast() {
 #[test]
 fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
     const N: usize = 240;
-    const BATCH: usize = 40;
     let db = TestDb::new("seq_two_connections");
-    for first in (1..=N).step_by(BATCH) {
-        db.sql(&format!(
-            "DO $$ BEGIN FOR i IN {first}..{last} LOOP
-               EXECUTE format('CREATE TABLE %I (id serial PRIMARY KEY)', 't' || i);
-               EXECUTE format('INSERT INTO %I (id) SELECT g FROM generate_series(1, %s) g',
-                              't' || i, i % 7 + 1);
-             END LOOP; END $$;",
-            last = first + BATCH - 1
-        ));
-    }
+    behind_tables(&db, "t", N);
     let role = AppRole::new(&db, "one_connection");
     db.sql(&format!(
         "ALTER ROLE {} CONNECTION LIMIT 1",
@@ -1043,7 +1040,7 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
         serde_json::from_str(&out.stdout).expect("sequences --json is JSON")
     };
 
-    // Every sequence is behind: next value 1, column max i % 7 + 1.
+    // Every sequence is behind: next value 1, column max 3 (i % 17 + 1).
     let two = json(&dbf(&db, &["sequences", "--json"]));
     let one = json(&as_role(&["sequences", "--json"]));
     assert_eq!(two, one);
@@ -1109,24 +1106,21 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
         )?;
         assert_eq!(report.before.len(), N);
         // t99 past the uncommitted row; the four that `nextval` moved above, back.
-        let mut moved: Vec<(&str, i128)> = report
+        let mut moved: Vec<(String, i128)> = report
             .changes
             .iter()
-            .map(|c| (c.sequence.as_str(), c.to))
+            .map(|c| (c.sequence.clone(), c.to))
             .collect();
         moved.sort();
-        assert_eq!(
-            moved,
-            [
-                ("t120_id_seq", 3),
-                ("t121_id_seq", 4),
-                ("t1_id_seq", 3),
-                ("t240_id_seq", 4),
-                ("t99_id_seq", 5001)
-            ],
-            "{:?}",
-            report.changes
-        );
+        let back = |i: usize| (format!("t{i}_id_seq"), 3 * (i as i128 % 17 + 1) + 1);
+        let expected = [
+            back(120),
+            back(121),
+            back(1),
+            back(240),
+            ("t99_id_seq".into(), 5001),
+        ];
+        assert_eq!(moved, expected, "{:?}", report.changes);
         Ok(())
     })
     .expect("reset in the caller's transaction");
