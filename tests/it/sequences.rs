@@ -1127,6 +1127,52 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
     assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 5001);
 }
 
+/// The second connection reads what was committed while `reset-sequences` waited for its
+/// table locks: a writer holding one of the tables (in the half the second connection reads)
+/// commits a high id only after the reset started, and the reset moves past it.
+#[test]
+fn second_connection_sees_rows_committed_while_the_reset_waited_for_its_locks() {
+    const N: usize = 240;
+    let db = TestDb::new("seq_two_connections_wait");
+    behind_tables(&db, "t", N);
+    let mut writer = PgConnection::establish(&db.url()).expect("writer connects");
+    // t99 comes last in name order: the second connection reads it.
+    writer
+        .batch_execute("BEGIN; INSERT INTO t99 (id) VALUES (9999)")
+        .expect("insert");
+    let reset = std::thread::spawn({
+        let url = db.url();
+        move || {
+            Out::from(
+                cmd()
+                    .args(["reset-sequences", "--database-url", &url])
+                    .output()
+                    .expect("run dbfixtures"),
+            )
+        }
+    });
+    // The reset is waiting for t99's lock (the writer's ROW EXCLUSIVE blocks it).
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                   WHERE c.relname = 't99' AND NOT l.granted";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while int(&db, waiting) == 0 {
+        assert!(Instant::now() < deadline, "the reset never waited for t99");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.batch_execute("COMMIT").expect("commit");
+    let out = reset.join().unwrap();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains(&format!("Checked {N} sequences, moved {N}.")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 10000);
+    // Every sequence is safe (t99's one ahead of its data by the nextval just above).
+    assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+}
+
 #[test]
 fn sequence_feeding_a_text_column_is_unchecked_and_never_moves_back() {
     let db = TestDb::new("text_fed_sequence");
