@@ -949,6 +949,16 @@ fn reset_races_concurrent_inserters() {
     );
 }
 
+/// `out` (of `reset-sequences`) says it checked and moved `n` sequences.
+fn assert_moved_all(out: &Out, n: usize) {
+    assert!(
+        out.stderr
+            .contains(&format!("Checked {n} sequences, moved {n}.")),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Creates tables `{prefix}1` to `{prefix}{n}`, each `(id serial PRIMARY KEY, v int)` holding
 /// `i % 17 + 1` rows with the explicit ids 3, 6, 9, ...: every sequence is behind its data.
 fn behind_tables(db: &TestDb, prefix: &str, n: usize) {
@@ -981,12 +991,7 @@ fn realign_1000_tables_fast() {
     let out = reset(&db, &[]);
     let elapsed = start.elapsed();
     eprintln!("realign_1000_tables_fast: reset-sequences on {N} tables took {elapsed:?}");
-    assert!(
-        out.stderr
-            .contains(&format!("Checked {N} sequences, moved {N}.")),
-        "{}",
-        out.stderr
-    );
+    assert_moved_all(&out, N);
 
     let start = Instant::now();
     let out = dbf(&db, &["reset-sequences", "--check"]);
@@ -1063,23 +1068,13 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
     // Moved on one connection, checked on two; moved back, then moved on two, checked on one.
     let out = as_role(&["reset-sequences"]);
     assert_eq!(out.code, 0, "{out:#?}");
-    assert!(
-        out.stderr
-            .contains(&format!("Checked {N} sequences, moved {N}.")),
-        "{}",
-        out.stderr
-    );
+    assert_moved_all(&out, N);
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
     db.sql(&format!(
         "DO $$ BEGIN FOR i IN 1..{N} LOOP PERFORM setval(format('t%s_id_seq', i), 1, false); END LOOP; END $$"
     ));
     let out = reset(&db, &[]);
-    assert!(
-        out.stderr
-            .contains(&format!("Checked {N} sequences, moved {N}.")),
-        "{}",
-        out.stderr
-    );
+    assert_moved_all(&out, N);
     assert_eq!(as_role(&["reset-sequences", "--check"]).code, 0);
     for i in [1, N / 2, N / 2 + 1, N] {
         let max = int(&db, &format!("SELECT max(id) FROM t{i}"));
@@ -1162,12 +1157,7 @@ fn second_connection_sees_rows_committed_while_the_reset_waited_for_its_locks() 
     writer.batch_execute("COMMIT").expect("commit");
     let out = reset.join().unwrap();
     assert_eq!(out.code, 0, "{out:#?}");
-    assert!(
-        out.stderr
-            .contains(&format!("Checked {N} sequences, moved {N}.")),
-        "{}",
-        out.stderr
-    );
+    assert_moved_all(&out, N);
     assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 10000);
     // Every sequence is safe (t99's one ahead of its data by the nextval just above).
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
