@@ -107,6 +107,9 @@ fn extreme_sql(col: &FedColumn, ascending: bool) -> String {
 /// connection costs about what it saves (measured: 1,000 reads take 170-270 ms on one).
 const SPLIT_MIN: usize = 200;
 
+/// How long the second connection waits for any lock before leaving its half to the first.
+const HELPER_LOCK_TIMEOUT: &str = "200ms";
+
 /// [`run_all`], half of the queries on a second connection to `url` (the database `conn` is on)
 /// whose transaction imports `conn`'s snapshot, so both halves read the same committed state.
 /// The caller holds its locks until both are done (the helper's reads do not conflict with
@@ -132,8 +135,13 @@ fn run_split(
     std::thread::scope(|scope| {
         let helper = scope.spawn(|| -> Result<Vec<serde_json::Value>> {
             let mut c = Connection::open(url, false)?;
+            // A lock the helper cannot get at once may be one it would never get: behind a
+            // DDL statement (a migration's ALTER TABLE) queued after `conn`'s table locks, it
+            // would wait for `conn`, which waits for it, a cycle the server cannot see. It gives
+            // up instead (as pg_dump's workers do) and `conn`, which holds those locks, reads.
             c.execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
+                 SET LOCAL lock_timeout = '{HELPER_LOCK_TIMEOUT}'",
                 quote_literal(&snapshot)
             ))?;
             let answers = run_all(&mut c, theirs)?;

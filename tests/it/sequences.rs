@@ -949,6 +949,19 @@ fn reset_races_concurrent_inserters() {
     );
 }
 
+/// `reset-sequences` on `db` in a thread of its own.
+fn reset_in_background(db: &TestDb) -> std::thread::JoinHandle<Out> {
+    let url = db.url();
+    std::thread::spawn(move || {
+        Out::from(
+            cmd()
+                .args(["reset-sequences", "--database-url", &url])
+                .output()
+                .expect("run dbfixtures"),
+        )
+    })
+}
+
 /// `out` (of `reset-sequences`) says it checked and moved `n` sequences.
 fn assert_moved_all(out: &Out, n: usize) {
     assert!(
@@ -1135,17 +1148,7 @@ fn second_connection_sees_rows_committed_while_the_reset_waited_for_its_locks() 
     writer
         .batch_execute("BEGIN; INSERT INTO t99 (id) VALUES (9999)")
         .expect("insert");
-    let reset = std::thread::spawn({
-        let url = db.url();
-        move || {
-            Out::from(
-                cmd()
-                    .args(["reset-sequences", "--database-url", &url])
-                    .output()
-                    .expect("run dbfixtures"),
-            )
-        }
-    });
+    let reset = reset_in_background(&db);
     // The reset is waiting for t99's lock (the writer's ROW EXCLUSIVE blocks it).
     let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
                    WHERE c.relname = 't99' AND NOT l.granted";
@@ -1161,6 +1164,79 @@ fn second_connection_sees_rows_committed_while_the_reset_waited_for_its_locks() 
     assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 10000);
     // Every sequence is safe (t99's one ahead of its data by the nextval just above).
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
+}
+
+/// A migration's `ALTER TABLE` that arrives while `reset-sequences` holds its table locks
+/// queues for them, and a lock request of the second connection on that table would queue
+/// behind it: a wait cycle through the client that the server cannot detect. The second
+/// connection gives up on such a lock after a short timeout and the first reads its half; the
+/// reset finishes, then the ALTER.
+#[test]
+fn second_connection_never_waits_behind_ddl_queued_on_the_first_ones_locks() {
+    const N: usize = 240;
+    let db = TestDb::new("seq_two_connections_ddl");
+    behind_tables(&db, "t", N);
+    // Read by the second connection just before t99 (name order: t990_n_seq < t99_id_seq), and
+    // slowly (no index on n: a full scan), so the ALTER below is queued before it gets to t99.
+    db.sql(
+        "CREATE TABLE t990 (k int PRIMARY KEY, n serial);
+         INSERT INTO t990 (k, n) SELECT g, g FROM generate_series(1, 2000000) g",
+    );
+    db.sql("VACUUM ANALYZE t990");
+    let reset = reset_in_background(&db);
+    let held = "SELECT count(*) FROM pg_locks WHERE relation = 't99'::regclass \
+                AND mode = 'ShareRowExclusiveLock' AND granted";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while int(&db, held) == 0 {
+        assert!(Instant::now() < deadline, "the reset never locked t99");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut ddl = PgConnection::establish(&db.url()).expect("ddl connects");
+    let ddl_pid = diesel::sql_query("SELECT pg_backend_pid()::int8 AS n")
+        .get_result::<Pid>(&mut ddl)
+        .expect("pid")
+        .n;
+    let alter = std::thread::spawn(move || {
+        ddl.batch_execute("ALTER TABLE t99 ADD COLUMN extra int")
+            .map_err(|e| e.to_string())
+    });
+    // The second connection's request for t99 waits behind the ALTER (seen at least once), and
+    // the reset still finishes.
+    let helper_waits = format!(
+        "SELECT count(*) FROM pg_locks WHERE relation = 't99'::regclass \
+         AND mode = 'AccessShareLock' AND NOT granted AND pid <> {ddl_pid}"
+    );
+    let mut saw_wait = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reset.is_finished() {
+        saw_wait |= int(&db, &helper_waits) > 0;
+        if Instant::now() > deadline {
+            db.sql(&format!("SELECT pg_cancel_backend({ddl_pid})"));
+            panic!("reset-sequences hung behind the ALTER queued on its own locks");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = reset.join().unwrap();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_moved_all(&out, N + 1);
+    alter
+        .join()
+        .unwrap()
+        .expect("the ALTER runs once the reset is done");
+    assert!(
+        saw_wait,
+        "the second connection never queued behind the ALTER: the scenario did not happen"
+    );
+    assert_eq!(
+        int(&db, "SELECT nextval('t99_id_seq')"),
+        int(&db, "SELECT max(id) + 1 FROM t99")
+    );
+    assert_eq!(int(&db, "SELECT nextval('t990_n_seq')"), 2_000_001);
 }
 
 #[test]
