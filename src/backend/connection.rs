@@ -350,35 +350,24 @@ impl Connection {
     }
 
     fn begin(&mut self, mode: TxMode) -> Result<()> {
+        let outermost = self.transaction_depth() == 0;
         let r = match self {
-            Connection::Pg(c) => {
-                let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
-                    .transaction_depth()
-                    .ok()
-                    .flatten();
-                match (mode, depth) {
-                    (TxMode::Snapshot, None) => AnsiTransactionManager::begin_transaction_sql(
-                        c,
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                    ),
-                    _ => AnsiTransactionManager::begin_transaction(c),
-                }
-            }
+            Connection::Pg(c) => match mode {
+                TxMode::Snapshot if outermost => AnsiTransactionManager::begin_transaction_sql(
+                    c,
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                ),
+                _ => AnsiTransactionManager::begin_transaction(c),
+            },
             // SQLite: BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer
             // cannot slip in between reading MAX and moving a sequence; for a snapshot, a
             // DEFERRED transaction is already one consistent read.
-            Connection::Sqlite(c) => {
-                let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
-                    .transaction_depth()
-                    .ok()
-                    .flatten();
-                match (mode, depth) {
-                    (TxMode::ReadWrite, None) => {
-                        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-                    }
-                    _ => AnsiTransactionManager::begin_transaction(c),
+            Connection::Sqlite(c) => match mode {
+                TxMode::ReadWrite if outermost => {
+                    AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
                 }
-            }
+                _ => AnsiTransactionManager::begin_transaction(c),
+            },
         };
         r.map_err(|e| Error::db("starting a transaction", describe_diesel(&e)))
     }

@@ -127,24 +127,22 @@ pub fn run(url: Option<&str>, command: TestdbCommand, msg: &Messages) -> Result<
             let pid = std::process::id();
             loop {
                 let result = b.top_up_pool();
-                match &result {
-                    // These lines reach only DBFIXTURES_TESTDB_FILL_LOG (see `spawn_filler`).
+                let retry = std::time::Instant::now() < deadline;
+                // These lines reach only DBFIXTURES_TESTDB_FILL_LOG (see `spawn_filler`).
+                match result {
                     Ok(Some(n)) => {
                         eprintln!("testdb fill ({pid}): pool topped up, {n} made");
                         break;
                     }
-                    Ok(None) | Err(_) if std::time::Instant::now() < deadline => {
-                        if let Err(e) = result {
-                            eprintln!("testdb fill ({pid}): {e}; trying again");
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                    }
+                    Ok(None) if retry => {}
+                    Err(e) if retry => eprintln!("testdb fill ({pid}): {e}; trying again"),
                     Ok(None) => {
                         eprintln!("testdb fill ({pid}): the fillers' lock stayed taken; gave up");
                         break;
                     }
-                    Err(_) => return result.map(|_| Outcome::Ok),
+                    Err(e) => return Err(e),
                 }
+                std::thread::sleep(std::time::Duration::from_millis(200));
             }
             Ok(Outcome::Ok)
         }

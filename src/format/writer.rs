@@ -115,7 +115,7 @@ impl<W: Write> FixtureWriter<W> {
         scratch: &mut Vec<u8>,
     ) -> io::Result<()> {
         scratch.clear();
-        scratch.extend_from_slice(self.row_start());
+        self.push_row_start(scratch);
         let mut n = 0;
         for (i, (k, v)) in fields.enumerate() {
             column_prefix(self.pretty, i, k, scratch);
@@ -157,12 +157,8 @@ impl<W: Write> FixtureWriter<W> {
         mut value: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         scratch.clear();
+        self.push_row_start(scratch);
         // Fixed-size appends (see `format::bytes`): a row is many short runs.
-        if self.rows_in_table == 0 {
-            scratch.extend_from_slice(b"\n    {");
-        } else {
-            scratch.extend_from_slice(b",\n    {");
-        }
         for (i, prefix) in layout.prefixes.iter().enumerate() {
             match prefix {
                 Prefix::Short(run) => run.push_to(scratch),
@@ -174,11 +170,13 @@ impl<W: Write> FixtureWriter<W> {
         Ok(self.put_row(scratch)?)
     }
 
-    fn row_start(&self) -> &'static [u8] {
+    /// Appends what opens a row: the separator from the previous row (if any), the new line
+    /// and indent, the brace. Each branch is one fixed-size copy (see `format::bytes`).
+    fn push_row_start(&self, out: &mut Vec<u8>) {
         if self.rows_in_table == 0 {
-            b"\n    {"
+            out.extend_from_slice(b"\n    {");
         } else {
-            b",\n    {"
+            out.extend_from_slice(b",\n    {");
         }
     }
 
