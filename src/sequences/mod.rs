@@ -121,7 +121,7 @@ pub struct ResetOptions {
     /// Compute and report, change nothing.
     pub dry_run: bool,
     /// The URL of the database the connection is open on: with many sequences, a second
-    /// connection reads half of them, on the same snapshot, while the first holds the locks
+    /// connection shares the reads, on the same snapshot, while the first holds the locks
     /// (PostgreSQL; ignored for SQLite).
     pub helper: Option<DatabaseUrl>,
 }
@@ -143,13 +143,14 @@ pub fn inspect(conn: &mut Connection, tables: &[String]) -> Result<Vec<SequenceS
 }
 
 /// [`inspect`]; with `helper` (the URL of the database `conn` is open on) and many sequences,
-/// a second connection reads half of them on the same snapshot (PostgreSQL).
+/// a second connection shares the reads on the same snapshot (PostgreSQL).
 pub fn inspect_with(
     conn: &mut Connection,
     tables: &[String],
     helper: Option<&DatabaseUrl>,
 ) -> Result<Vec<SequenceState>> {
     conn.transaction(TxMode::Snapshot, |conn| {
+        let helper = start_helper(conn, helper)?;
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, tables)?;
         states(conn, &catalog, &selected, helper)
@@ -159,10 +160,19 @@ pub fn inspect_with(
 /// `reset-sequences`: realign in one transaction of its own (or a savepoint of the caller's).
 pub fn reset(conn: &mut Connection, opts: &ResetOptions) -> Result<ResetReport> {
     conn.transaction(TxMode::ReadWrite, |conn| {
+        let helper = start_helper(conn, opts.helper.as_ref())?;
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, &opts.tables)?;
-        realign_with(conn, &catalog, &selected, opts)
+        realign_with(conn, &catalog, &selected, opts, helper)
     })
+}
+
+/// The second connection for the reads, started before the catalog is read (PostgreSQL only).
+fn start_helper(conn: &mut Connection, url: Option<&DatabaseUrl>) -> Result<Option<pg::Helper>> {
+    match url {
+        Some(url) if conn.backend() == Backend::Postgres => pg::Helper::start(conn, url),
+        _ => Ok(None),
+    }
 }
 
 /// The sequences feeding any of `tables` (user names), or every sequence when empty.
@@ -228,19 +238,19 @@ pub(crate) fn realign(
         dry_run,
         ..Default::default()
     };
-    realign_with(conn, catalog, sequences, &opts)
+    realign_with(conn, catalog, sequences, &opts, None)
 }
 
-/// [`realign`] with the options of `reset` (its `tables` already applied to `sequences`),
-/// among them an optional second connection for the reads ([`ResetOptions::helper`]).
+/// [`realign`] with the options of `reset` (its `tables` already applied to `sequences`) and
+/// an optional second connection for the reads ([`ResetOptions::helper`]).
 fn realign_with(
     conn: &mut Connection,
     catalog: &Catalog,
     sequences: &[usize],
     opts: &ResetOptions,
+    helper: Option<pg::Helper>,
 ) -> Result<ResetReport> {
     let (never_rewind, dry_run) = (opts.never_rewind, opts.dry_run);
-    let helper = opts.helper.as_ref();
     if sequences.is_empty() {
         return Ok(ResetReport::default());
     }
@@ -344,7 +354,7 @@ fn states(
     conn: &mut Connection,
     catalog: &Catalog,
     sequences: &[usize],
-    helper: Option<&DatabaseUrl>,
+    helper: Option<pg::Helper>,
 ) -> Result<Vec<SequenceState>> {
     if sequences.is_empty() {
         return Ok(Vec::new());

@@ -4,9 +4,9 @@
 //!
 //! With many sequences and a second connection allowed (`reset-sequences` and `sequences` on
 //! their own, never inside a load, whose rows only its own transaction sees), a second
-//! connection reads half of them on the same snapshot: each read costs the server about 0.2 ms,
-//! mostly opening the table, its index and the sequence for the first time in that session, and
-//! that work splits across server processes.
+//! connection, opened while the catalog is read, shares the reads on the same snapshot: each read
+//! costs the server about 0.2 ms, mostly opening the table, its index and the sequence for the
+//! first time in that session, and that work splits across server processes.
 
 use crate::backend::{Connection, DatabaseUrl};
 use crate::catalog::{quote_ident, quote_literal, Catalog, QualifiedName, Sequence};
@@ -103,22 +103,74 @@ fn extreme_sql(col: &FedColumn, ascending: bool) -> String {
     }
 }
 
-/// Sequences from which a second connection, when allowed, reads half of them: below this the
+/// Sequences from which a second connection, when allowed, reads part of them: below this the
 /// connection costs about what it saves (measured: 1,000 reads take 170-270 ms on one).
 const SPLIT_MIN: usize = 200;
 
-/// How long the second connection waits for any lock before leaving its half to the first.
+/// How long the second connection waits for any lock before leaving its part to the first.
 const HELPER_LOCK_TIMEOUT: &str = "200ms";
 
-/// [`run_all`], half of the queries on a second connection to `url` (the database `conn` is on)
-/// whose transaction imports `conn`'s snapshot, so both halves read the same committed state.
-/// The caller holds its locks until both are done (the helper's reads do not conflict with
-/// them). If the helper cannot connect or read, `conn` reads its half too. Inside a caller's
+/// The smallest share of the queries one connection takes at a time (see [`shares`]): each share
+/// costs three round trips and compiling the loop once more, about 1 ms.
+const MIN_SHARE: usize = 32;
+
+/// A second connection to the database, opened in the background while the catalog is read
+/// (connecting costs about 10 ms, half of it the server starting a process), for [`read`] to
+/// split the reads with. Dropped unused, it closes once connected.
+pub(super) struct Helper(std::thread::JoinHandle<Result<Connection>>);
+
+impl Helper {
+    /// Starts connecting to `url` (the database `conn` is on) when the database holds enough
+    /// sequences for a split to pay and `conn` is in a transaction of the caller's own making
+    /// (only such a transaction can share its snapshot). Connecting only after `conn` leaves a
+    /// role limited to one connection its first one.
+    pub(super) fn start(conn: &mut Connection, url: &DatabaseUrl) -> Result<Option<Helper>> {
+        if conn.transaction_depth() != 1 {
+            return Ok(None);
+        }
+        let many: bool = conn.query_json(&format!(
+            "SELECT to_json(count(*) >= {SPLIT_MIN})::text AS j FROM pg_sequence"
+        ))?;
+        let url = url.clone();
+        Ok(many.then(|| Helper(std::thread::spawn(move || Connection::open(&url, false)))))
+    }
+
+    fn connection(self) -> Result<Connection> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(crate::error::Error::db(
+                "reading sequences",
+                "the second connection's thread panicked",
+            ))
+        })
+    }
+}
+
+/// The shares of `n` queries in the order connections take them: each a quarter of what is
+/// left (at least [`MIN_SHARE`]), so the early shares are long and the last ones short. The two
+/// connections read at different speeds (the first has opened every table already, to lock it),
+/// and whichever finishes first takes the next share, so they finish within one short share of
+/// each other.
+fn shares(n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < n {
+        let len = ((n - at) / 4).max(MIN_SHARE).min(n - at);
+        out.push(at..at + len);
+        at += len;
+    }
+    out
+}
+
+/// [`run_all`], shared with a second connection (`helper`, to the database `conn` is on) whose
+/// transaction imports `conn`'s snapshot, so both read the same committed state. Each takes the
+/// next share of the queries when done with its last (see [`shares`]). The caller holds its
+/// locks until both are done (the helper's reads do not conflict with them). Whatever the helper
+/// could not read (it could not connect, a lock, an error) `conn` reads. Inside a caller's
 /// transaction (a savepoint, where no snapshot can be exported) or one that has written
 /// anything, the helper could not see those writes: `conn` reads everything.
 fn run_split(
     conn: &mut Connection,
-    url: &DatabaseUrl,
+    helper: Helper,
     queries: &[String],
 ) -> Result<Vec<serde_json::Value>> {
     if conn.transaction_depth() != 1 {
@@ -131,27 +183,62 @@ fn run_split(
     if wrote {
         return run_all(conn, queries);
     }
-    let (mine, theirs) = queries.split_at(queries.len() / 2);
+    let shares = shares(queries.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // The next share nobody has taken: (its number, its queries).
+    let take = || {
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shares.get(k).map(|r| (k, &queries[r.clone()]))
+    };
     std::thread::scope(|scope| {
-        let helper = scope.spawn(|| -> Result<Vec<serde_json::Value>> {
-            let mut c = Connection::open(url, false)?;
+        let theirs = scope.spawn(|| -> (Vec<usize>, Vec<serde_json::Value>) {
+            let (mut done, mut answers) = (Vec::new(), Vec::new());
+            let Ok(mut c) = helper.connection() else {
+                return (done, answers);
+            };
             // A lock the helper cannot get at once may be one it would never get: behind a
             // DDL statement (a migration's ALTER TABLE) queued after `conn`'s table locks, it
             // would wait for `conn`, which waits for it, a cycle the server cannot see. It gives
             // up instead (as pg_dump's workers do) and `conn`, which holds those locks, reads.
-            c.execute(&format!(
+            let begin = c.execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
                  SET LOCAL lock_timeout = '{HELPER_LOCK_TIMEOUT}'",
                 quote_literal(&snapshot)
-            ))?;
-            let answers = run_all(&mut c, theirs)?;
-            c.execute("COMMIT")?;
-            Ok(answers)
+            ));
+            if begin.is_ok() {
+                while let Some((k, part)) = take() {
+                    match run_all(&mut c, part) {
+                        Ok(a) => {
+                            done.push(k);
+                            answers.extend(a);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            let _ = c.execute("COMMIT");
+            (done, answers)
         });
-        let mut answers = run_all(conn, mine)?;
-        match helper.join() {
-            Ok(Ok(rest)) => answers.extend(rest),
-            _ => answers.extend(run_all(conn, theirs)?),
+        let mut answers = Vec::with_capacity(queries.len());
+        let mut done = Vec::new();
+        while let Some((k, part)) = take() {
+            match run_all(conn, part) {
+                Ok(a) => answers.extend(a),
+                Err(e) => {
+                    // Stop the helper taking more, then report.
+                    next.store(shares.len(), std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            done.push(k);
+        }
+        let (theirs, rest) = theirs.join().unwrap_or_default();
+        answers.extend(rest);
+        done.extend(theirs);
+        for (k, r) in shares.iter().enumerate() {
+            if !done.contains(&k) {
+                answers.extend(run_all(conn, &queries[r.clone()])?);
+            }
         }
         Ok(answers)
     })
@@ -160,13 +247,13 @@ fn run_split(
 /// For each sequence: (last value returned by nextval, next value nextval will return) and the
 /// extreme of the columns it feeds (MAX when ascending, MIN when descending, across all its
 /// `columns`; None when they hold no rows). One query per sequence reads both; with `helper`
-/// (this database's URL) and many sequences, a second connection runs half of them.
+/// and many sequences, a second connection runs part of them.
 #[allow(clippy::type_complexity)]
 pub(super) fn read(
     conn: &mut Connection,
     seqs: &[&Sequence],
     columns: &[FedColumn],
-    helper: Option<&DatabaseUrl>,
+    helper: Option<Helper>,
 ) -> Result<(Vec<(Option<i128>, i128)>, Vec<Option<i128>>)> {
     let mut terms: Vec<Vec<String>> = vec![Vec::new(); seqs.len()];
     for col in columns {
@@ -194,7 +281,7 @@ pub(super) fn read(
     let mut current = vec![(None, 0); seqs.len()];
     let mut extremes = vec![None; seqs.len()];
     let answers = match helper {
-        Some(url) if queries.len() >= SPLIT_MIN => run_split(conn, url, &queries)?,
+        Some(helper) if queries.len() >= SPLIT_MIN => run_split(conn, helper, &queries)?,
         _ => run_all(conn, &queries)?,
     };
     let mut seen = 0;
@@ -254,4 +341,32 @@ pub(super) fn apply(
         "SELECT setval(v.s, v.n, v.c) FROM (VALUES {}) AS v(s, n, c)",
         values.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_query_once_in_order_shrinking_to_the_minimum() {
+        for n in [0, 1, MIN_SHARE - 1, MIN_SHARE, SPLIT_MIN, 1000, 12_345] {
+            let shares = shares(n);
+            let mut at = 0;
+            for (k, r) in shares.iter().enumerate() {
+                assert_eq!(r.start, at, "{n}: share {k} follows the last");
+                assert!(!r.is_empty(), "{n}: share {k} is empty");
+                // Only the last share may be shorter than the minimum (what is left).
+                assert!(r.len() >= MIN_SHARE || r.end == n, "{n}: share {k} {r:?}");
+                if k > 0 {
+                    assert!(r.len() <= shares[k - 1].len(), "{n}: shares grow at {k}");
+                }
+                at = r.end;
+            }
+            assert_eq!(at, n);
+        }
+        // 1,000 queries: a quarter of what is left each time, a handful of shares.
+        let lens: Vec<usize> = shares(1000).iter().map(|r| r.len()).collect();
+        assert_eq!(lens[..3], [250, 187, 140]);
+        assert!(lens.len() <= 16, "{lens:?}");
+    }
 }

@@ -1030,7 +1030,7 @@ fn realign_1000_tables_fast() {
 }
 
 /// With many sequences (at least 200), `sequences`, `reset-sequences --check` and
-/// `reset-sequences` read half of them on a second connection, on the first one's snapshot. When
+/// `reset-sequences` share the reads with a second connection, on the first one's snapshot. When
 /// the server refuses that connection (here: the role may hold only one), the first connection
 /// reads them all: the same states, the same moves.
 #[test]
