@@ -150,7 +150,7 @@ pub fn inspect_with(
     helper: Option<&DatabaseUrl>,
 ) -> Result<Vec<SequenceState>> {
     conn.transaction(TxMode::Snapshot, |conn| {
-        let helper = start_helper(conn, helper)?;
+        let helper = start_helper(conn, helper, tables.is_empty())?;
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, tables)?;
         states(conn, &catalog, &selected, helper)
@@ -160,17 +160,22 @@ pub fn inspect_with(
 /// `reset-sequences`: realign in one transaction of its own (or a savepoint of the caller's).
 pub fn reset(conn: &mut Connection, opts: &ResetOptions) -> Result<ResetReport> {
     conn.transaction(TxMode::ReadWrite, |conn| {
-        let helper = start_helper(conn, opts.helper.as_ref())?;
+        let helper = start_helper(conn, opts.helper.as_ref(), opts.tables.is_empty())?;
         let catalog = Catalog::read_for_sequences(conn)?;
         let selected = select(&catalog, &opts.tables)?;
         realign_with(conn, &catalog, &selected, opts, helper)
     })
 }
 
-/// The second connection for the reads, started before the catalog is read (PostgreSQL only).
-fn start_helper(conn: &mut Connection, url: Option<&DatabaseUrl>) -> Result<Option<pg::Helper>> {
+/// The second connection for the reads (PostgreSQL only), started before the catalog is read
+/// when `all` sequences are to be read.
+fn start_helper(
+    conn: &mut Connection,
+    url: Option<&DatabaseUrl>,
+    all: bool,
+) -> Result<Option<pg::Helper>> {
     match url {
-        Some(url) if conn.backend() == Backend::Postgres => pg::Helper::start(conn, url),
+        Some(url) if conn.backend() == Backend::Postgres => pg::Helper::start(conn, url, all),
         _ => Ok(None),
     }
 }

@@ -114,17 +114,26 @@ const HELPER_LOCK_TIMEOUT: &str = "200ms";
 /// costs three round trips and compiling the loop once more, about 1 ms.
 const MIN_SHARE: usize = 32;
 
-/// A second connection to the database, opened in the background while the catalog is read
-/// (connecting costs about 10 ms, half of it the server starting a process), for [`read`] to
-/// split the reads with. Dropped unused, it closes once connected.
-pub(super) struct Helper(std::thread::JoinHandle<Result<Connection>>);
+/// A second connection to the database for [`read`] to split the reads with: opened in the
+/// background while the catalog is read (connecting costs about 10 ms, half of it the server
+/// starting a process), or only when the reads start if few of the sequences may be read.
+/// Dropped unused, it closes once connected.
+pub(super) enum Helper {
+    Connecting(std::thread::JoinHandle<Result<Connection>>),
+    Later(DatabaseUrl),
+}
 
 impl Helper {
-    /// Starts connecting to `url` (the database `conn` is on) when the database holds enough
-    /// sequences for a split to pay and `conn` is in a transaction of the caller's own making
-    /// (only such a transaction can share its snapshot). Connecting only after `conn` leaves a
-    /// role limited to one connection its first one.
-    pub(super) fn start(conn: &mut Connection, url: &DatabaseUrl) -> Result<Option<Helper>> {
+    /// A helper for `url` (the database `conn` is on) when `conn` is in a transaction of the
+    /// caller's own making (only such a transaction can share its snapshot) and the database
+    /// holds enough sequences for a split to pay. It starts connecting at once when `all` of
+    /// them are to be read (no table filter). Connecting only after `conn` leaves a role limited
+    /// to one connection its first one.
+    pub(super) fn start(
+        conn: &mut Connection,
+        url: &DatabaseUrl,
+        all: bool,
+    ) -> Result<Option<Helper>> {
         if conn.transaction_depth() != 1 {
             return Ok(None);
         }
@@ -132,16 +141,22 @@ impl Helper {
             "SELECT to_json(count(*) >= {SPLIT_MIN})::text AS j FROM pg_sequence"
         ))?;
         let url = url.clone();
-        Ok(many.then(|| Helper(std::thread::spawn(move || Connection::open(&url, false)))))
+        Ok(many.then(|| match all {
+            true => Helper::Connecting(std::thread::spawn(move || Connection::open(&url, false))),
+            false => Helper::Later(url),
+        }))
     }
 
     fn connection(self) -> Result<Connection> {
-        self.0.join().unwrap_or_else(|_| {
-            Err(crate::error::Error::db(
-                "reading sequences",
-                "the second connection's thread panicked",
-            ))
-        })
+        match self {
+            Helper::Connecting(thread) => thread.join().unwrap_or_else(|_| {
+                Err(crate::error::Error::db(
+                    "reading sequences",
+                    "the second connection's thread panicked",
+                ))
+            }),
+            Helper::Later(url) => Connection::open(&url, false),
+        }
     }
 }
 
