@@ -1098,9 +1098,9 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
         );
     }
 
-    // Through the library, inside a caller's transaction that wrote a row the second
-    // connection cannot see: t99 comes last in name order, in the half the second connection
-    // would read, so everything is read on the first.
+    // Through the library, inside a caller's transaction that wrote a row a second connection
+    // could not see (in t99, which comes last in name order, in the last shares): everything is
+    // read on the first.
     let url = dbfixtures::DatabaseUrl::parse(&db.url()).expect("url");
     let mut conn = dbfixtures::Connection::open(&url, false).expect("connect");
     conn.transaction(TxMode::ReadWrite, |conn| {
@@ -1135,60 +1135,74 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
     assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 5001);
 }
 
+/// Keeps the first connection of a split read on its first share: a_slow's sequence comes first
+/// in name order (C collation), and reading its column's max is a full scan of 500,000 rows (no
+/// index on n). The second connection then takes the next share, positions 60 to 104 of about
+/// 240 sequences, where t175 (about 84) is.
+fn first_share_slow(db: &TestDb) {
+    db.sql(
+        "CREATE TABLE a_slow (k int PRIMARY KEY, n serial);
+         INSERT INTO a_slow (k, n) SELECT g, g FROM generate_series(1, 500000) g",
+    );
+    db.sql("VACUUM ANALYZE a_slow");
+}
+
 /// The second connection reads what was committed while `reset-sequences` waited for its
-/// table locks: a writer holding one of the tables (in the half the second connection reads)
+/// table locks: a writer holding one of the tables (in the share the second connection reads)
 /// commits a high id only after the reset started, and the reset moves past it.
 #[test]
 fn second_connection_sees_rows_committed_while_the_reset_waited_for_its_locks() {
     const N: usize = 240;
     let db = TestDb::new("seq_two_connections_wait");
     behind_tables(&db, "t", N);
+    first_share_slow(&db);
     let mut writer = PgConnection::establish(&db.url()).expect("writer connects");
-    // t99 comes last in name order: the second connection reads it.
     writer
-        .batch_execute("BEGIN; INSERT INTO t99 (id) VALUES (9999)")
+        .batch_execute("BEGIN; INSERT INTO t175 (id) VALUES (9999)")
         .expect("insert");
     let reset = reset_in_background(&db);
-    // The reset is waiting for t99's lock (the writer's ROW EXCLUSIVE blocks it).
+    // The reset is waiting for t175's lock (the writer's ROW EXCLUSIVE blocks it).
     let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                   WHERE c.relname = 't99' AND NOT l.granted";
+                   WHERE c.relname = 't175' AND NOT l.granted";
     let deadline = Instant::now() + Duration::from_secs(30);
     while int(&db, waiting) == 0 {
-        assert!(Instant::now() < deadline, "the reset never waited for t99");
+        assert!(Instant::now() < deadline, "the reset never waited for t175");
         std::thread::sleep(Duration::from_millis(20));
     }
     writer.batch_execute("COMMIT").expect("commit");
     let out = reset.join().unwrap();
     assert_eq!(out.code, 0, "{out:#?}");
-    assert_moved_all(&out, N);
-    assert_eq!(int(&db, "SELECT nextval('t99_id_seq')"), 10000);
-    // Every sequence is safe (t99's one ahead of its data by the nextval just above).
+    assert_moved_all(&out, N + 1);
+    assert_eq!(int(&db, "SELECT nextval('t175_id_seq')"), 10000);
+    // Every sequence is safe (t175's one ahead of its data by the nextval just above).
     assert_eq!(dbf(&db, &["reset-sequences", "--check"]).code, 0);
 }
 
 /// A migration's `ALTER TABLE` that arrives while `reset-sequences` holds its table locks
 /// queues for them, and a lock request of the second connection on that table would queue
 /// behind it: a wait cycle through the client that the server cannot detect. The second
-/// connection gives up on such a lock after a short timeout and the first reads its half; the
-/// reset finishes, then the ALTER.
+/// connection gives up on such a lock after a short timeout and the first reads what it left;
+/// the reset finishes, then the ALTER.
 #[test]
 fn second_connection_never_waits_behind_ddl_queued_on_the_first_ones_locks() {
     const N: usize = 240;
     let db = TestDb::new("seq_two_connections_ddl");
     behind_tables(&db, "t", N);
-    // Read by the second connection just before t99 (name order: t990_n_seq < t99_id_seq), and
-    // slowly (no index on n: a full scan), so the ALTER below is queued before it gets to t99.
+    // The second connection reads the share with t175 (see first_share_slow), where t175_a's
+    // slow scan (no index on n) comes just before t175 in name order: time for the ALTER below
+    // to be queued before the second connection asks for t175.
+    first_share_slow(&db);
     db.sql(
-        "CREATE TABLE t990 (k int PRIMARY KEY, n serial);
-         INSERT INTO t990 (k, n) SELECT g, g FROM generate_series(1, 2000000) g",
+        "CREATE TABLE t175_a (k int PRIMARY KEY, n serial);
+         INSERT INTO t175_a (k, n) SELECT g, g FROM generate_series(1, 2000000) g",
     );
-    db.sql("VACUUM ANALYZE t990");
+    db.sql("VACUUM ANALYZE t175_a");
     let reset = reset_in_background(&db);
-    let held = "SELECT count(*) FROM pg_locks WHERE relation = 't99'::regclass \
+    let held = "SELECT count(*) FROM pg_locks WHERE relation = 't175'::regclass \
                 AND mode = 'ShareRowExclusiveLock' AND granted";
     let deadline = Instant::now() + Duration::from_secs(30);
     while int(&db, held) == 0 {
-        assert!(Instant::now() < deadline, "the reset never locked t99");
+        assert!(Instant::now() < deadline, "the reset never locked t175");
         std::thread::sleep(Duration::from_millis(2));
     }
     #[derive(QueryableByName)]
@@ -1202,13 +1216,13 @@ fn second_connection_never_waits_behind_ddl_queued_on_the_first_ones_locks() {
         .expect("pid")
         .n;
     let alter = std::thread::spawn(move || {
-        ddl.batch_execute("ALTER TABLE t99 ADD COLUMN extra int")
+        ddl.batch_execute("ALTER TABLE t175 ADD COLUMN extra int")
             .map_err(|e| e.to_string())
     });
-    // The second connection's request for t99 waits behind the ALTER (seen at least once), and
+    // The second connection's request for t175 waits behind the ALTER (seen at least once), and
     // the reset still finishes.
     let helper_waits = format!(
-        "SELECT count(*) FROM pg_locks WHERE relation = 't99'::regclass \
+        "SELECT count(*) FROM pg_locks WHERE relation = 't175'::regclass \
          AND mode = 'AccessShareLock' AND NOT granted AND pid <> {ddl_pid}"
     );
     let mut saw_wait = false;
@@ -1223,7 +1237,7 @@ fn second_connection_never_waits_behind_ddl_queued_on_the_first_ones_locks() {
     }
     let out = reset.join().unwrap();
     assert_eq!(out.code, 0, "{out:#?}");
-    assert_moved_all(&out, N + 1);
+    assert_moved_all(&out, N + 2);
     alter
         .join()
         .unwrap()
@@ -1233,10 +1247,11 @@ fn second_connection_never_waits_behind_ddl_queued_on_the_first_ones_locks() {
         "the second connection never queued behind the ALTER: the scenario did not happen"
     );
     assert_eq!(
-        int(&db, "SELECT nextval('t99_id_seq')"),
-        int(&db, "SELECT max(id) + 1 FROM t99")
+        int(&db, "SELECT nextval('t175_id_seq')"),
+        int(&db, "SELECT max(id) + 1 FROM t175")
     );
-    assert_eq!(int(&db, "SELECT nextval('t990_n_seq')"), 2_000_001);
+    assert_eq!(int(&db, "SELECT nextval('t175_a_n_seq')"), 2_000_001);
+    assert_eq!(int(&db, "SELECT nextval('a_slow_n_seq')"), 500_001);
 }
 
 #[test]
