@@ -75,6 +75,8 @@ pub(super) struct DirectWriter {
     /// Bytes handed on so far (the file offset of `buf`'s first byte).
     offset: u64,
     mode: Mode,
+    /// Cut back at least once: the file may hold stale bytes past the end, cut at the finish.
+    truncated: bool,
 }
 
 enum Mode {
@@ -157,6 +159,7 @@ impl DirectWriter {
             buf: AlignedBuf::new(),
             offset: 0,
             mode,
+            truncated: false,
         }
     }
 
@@ -197,13 +200,45 @@ impl DirectWriter {
         Ok(())
     }
 
-    /// Writes what is left and waits for the writer thread: the file then holds every byte.
+    /// Cuts what was written back to its first `len` bytes (at most what was written); the
+    /// next bytes follow them. The block holding byte `len` is read back from the file when it
+    /// was already handed on, so that direct writes stay aligned.
+    pub(super) fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if len >= self.offset {
+            self.buf.len = self.buf.len.min((len - self.offset) as usize);
+            return Ok(());
+        }
+        if let Mode::Direct(direct) = &mut self.mode {
+            // Wait for the block out with the thread: it may cover `len`.
+            if direct.in_flight > 0 {
+                let back = direct.collect()?;
+                drop(back);
+            }
+        }
+        let start = len - len % ALIGN as u64;
+        self.buf.len = 0;
+        let keep = (len - start) as usize;
+        let at = self.buf.start;
+        self.plain
+            .read_exact_at(&mut self.buf.raw[at..at + keep], start)?;
+        self.buf.len = keep;
+        self.offset = start;
+        self.truncated = true;
+        Ok(())
+    }
+
+    /// Writes what is left and waits for the writer thread: the file then holds every byte
+    /// (and, after a [`DirectWriter::truncate`], nothing more).
     pub(super) fn finish(mut self) -> io::Result<()> {
         if let Mode::Direct(direct) = std::mem::replace(&mut self.mode, Mode::Plain) {
             direct.stop()?;
         }
         // The tail is not a whole block: through the ordinary descriptor.
-        self.plain.write_all_at(self.buf.data(), self.offset)
+        self.plain.write_all_at(self.buf.data(), self.offset)?;
+        if self.truncated {
+            self.plain.set_len(self.offset + self.buf.len as u64)?;
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +301,46 @@ mod tests {
             }
             round_trip(2 * BLOCK + 7, 3 * BLOCK, direct);
             round_trip(BLOCK + 5, 1, direct);
+        }
+    }
+
+    #[test]
+    fn truncated_output_holds_the_bytes_kept_then_the_new_ones() {
+        for direct in [true, false] {
+            for (len, cut) in [
+                (100, 10),
+                (BLOCK + 10, BLOCK + 5),
+                (3 * BLOCK + 123, BLOCK + 4097),
+                (3 * BLOCK + 123, 5),
+                (2 * BLOCK, 2 * BLOCK),
+                (4 * BLOCK + 1, 0),
+            ] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("out");
+                let plain = File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .unwrap();
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let more: Vec<u8> = (0..BLOCK + 77).map(|i| (i % 13) as u8).collect();
+                let mut w = DirectWriter::with_direct(&path, plain, direct);
+                w.write_all(&data).unwrap();
+                w.truncate(cut as u64).unwrap();
+                w.write_all(&more).unwrap();
+                w.finish().unwrap();
+                let mut want = data[..cut].to_vec();
+                want.extend_from_slice(&more);
+                let back = std::fs::read(&path).unwrap();
+                assert!(
+                    back == want,
+                    "{len} bytes cut to {cut} then {} more (direct: {direct}): {} bytes back",
+                    more.len(),
+                    back.len()
+                );
+            }
         }
     }
 

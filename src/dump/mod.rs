@@ -73,15 +73,48 @@ pub fn dump(
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
-    let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, out);
+    let mut buffered = Unseekable(std::io::BufWriter::with_capacity(256 * 1024, out));
     dump_buffered(conn, opts, &mut buffered, progress, "<output>")
 }
+
+/// Where a dump writes its document: a writer, which some outputs (a file of the dump's own)
+/// can also cut back to an earlier length. A parallel dump that reads a table in physical order
+/// and finds it out of key order cuts the table off and reads it again (see `parallel`).
+pub(crate) trait Output: Write {
+    /// Cuts the output back to its first `len` bytes (no more than were written), if it can:
+    /// None when it cannot (a stream, a compressor).
+    fn truncate(&mut self, _len: u64) -> Option<std::io::Result<()>> {
+        None
+    }
+
+    /// Whether [`Output::truncate`] can work.
+    fn can_truncate(&self) -> bool {
+        false
+    }
+}
+
+/// A writer that cannot go back.
+struct Unseekable<W: Write>(W);
+
+impl<W: Write> Write for Unseekable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> Output for Unseekable<W> {}
 
 /// [`dump`] to a writer that is already buffered; `shown` names it in write errors.
 fn dump_buffered(
     conn: &mut Connection,
     opts: &DumpOptions,
-    out: &mut dyn Write,
+    out: &mut dyn Output,
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
@@ -313,27 +346,29 @@ fn dump_table<W: Write>(
     let estimate = only.map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
     progress.table_started(&table.key, Some(estimate));
     w.begin_table(&table.key).map_err(|e| Error::io(path, e))?;
-    let rows = table_rows(conn, table, only, None, mask, w, progress, path)?;
+    let rows = table_rows(conn, table, only, None, None, mask, w, progress, path)?;
     w.end_table().map_err(|e| Error::io(path, e))?;
     progress.table_finished(&table.key, rows);
     Ok(rows)
 }
 
 /// The rows of one table (of `range` of it, when given: PostgreSQL only), without the table's
-/// framing; checks that a subset got all its rows.
+/// framing; checks that a subset got all its rows. A range of pages is read in physical order
+/// and `order` sees each row's key.
 #[allow(clippy::too_many_arguments)]
 fn table_rows<W: Write>(
     conn: &mut Connection,
     table: &Table,
     only: Option<&[subset::Key]>,
-    range: Option<&KeyRange>,
+    range: Option<&PartRange>,
+    order: Option<&mut KeyOrder>,
     mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
     path: &str,
 ) -> Result<u64> {
     let rows = match conn {
-        Connection::Pg(c) => pg::dump_table(c, table, only, range, mask, w, progress, path)?,
+        Connection::Pg(c) => pg::dump_table(c, table, only, range, order, mask, w, progress, path)?,
         Connection::Sqlite(_) => sqlite::dump_table(conn, table, only, mask, w, progress, path)?,
     };
     if let Some(keys) = only.filter(|k| k.len() as u64 != rows) {
@@ -372,6 +407,87 @@ impl KeyRange {
     }
 }
 
+/// A part of a large table that a parallel dump reads on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PartRange {
+    /// Rows in a range of the key, read in key order.
+    Key(KeyRange),
+    /// Rows stored in heap pages `from..to` (to the end when `to` is None), read in the order
+    /// they are stored, which is cheaper for the server than following the key's index; the
+    /// reader checks that it is also key order ([`KeyOrder`]).
+    Pages { from: u32, to: Option<u32> },
+}
+
+impl PartRange {
+    /// The SQL condition (bounds are integers).
+    pub(crate) fn condition(&self) -> String {
+        match self {
+            PartRange::Key(k) => k.condition(),
+            PartRange::Pages { from, to: Some(to) } => {
+                format!("ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid")
+            }
+            PartRange::Pages { from, to: None } => format!("ctid >= '({from},0)'::tid"),
+        }
+    }
+
+    /// Whether the rows come in key order by themselves (else they are read in stored order).
+    pub(crate) fn ordered(&self) -> bool {
+        matches!(self, PartRange::Key(_))
+    }
+}
+
+/// The keys of a part read in stored order, as they came: its first and last, and whether each
+/// was greater than the one before (then the part's rows are in key order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyOrder {
+    /// The key's field in the COPY row.
+    pub field: usize,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub sorted: bool,
+}
+
+impl KeyOrder {
+    pub(crate) fn new(field: usize) -> KeyOrder {
+        KeyOrder {
+            field,
+            first: None,
+            last: None,
+            sorted: true,
+        }
+    }
+
+    /// Sees the next row's key, as binary COPY sends an integer (big-endian, 2, 4 or 8 bytes);
+    /// anything else (NULL) breaks the order.
+    pub(crate) fn see(&mut self, key: Option<&[u8]>) {
+        let k = match key {
+            Some(&[a, b]) => i64::from(i16::from_be_bytes([a, b])),
+            Some(&[a, b, c, d]) => i64::from(i32::from_be_bytes([a, b, c, d])),
+            Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().expect("8 bytes")),
+            _ => {
+                self.sorted = false;
+                return;
+            }
+        };
+        match self.last {
+            Some(last) if k <= last => self.sorted = false,
+            Some(_) => {}
+            None => self.first = Some(k),
+        }
+        self.last = Some(k);
+    }
+
+    /// Whether this part's rows, following a part whose last key was `before`, continue key
+    /// order.
+    pub(crate) fn follows(&self, before: Option<i64>) -> bool {
+        self.sorted
+            && match (before, self.first) {
+                (Some(b), Some(f)) => f > b,
+                _ => true,
+            }
+    }
+}
+
 /// A file name for a table key: path separators and control characters replaced.
 fn file_stem(key: &str) -> String {
     key.chars()
@@ -395,6 +511,19 @@ impl Sink {
             Sink::Plain(w) => w.finish(),
             Sink::Gzip(g) => g.finish()?.finish(),
         }
+    }
+}
+
+impl Output for Sink {
+    fn truncate(&mut self, len: u64) -> Option<std::io::Result<()>> {
+        match self {
+            Sink::Plain(w) => Some(w.truncate(len)),
+            Sink::Gzip(_) => None,
+        }
+    }
+
+    fn can_truncate(&self) -> bool {
+        matches!(self, Sink::Plain(_))
     }
 }
 

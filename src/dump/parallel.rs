@@ -11,10 +11,19 @@
 //!   of a table cover every value once and follow each other in key order). Each part's rows are
 //!   rendered by the serial path's own per-table code; the leading thread writes the parts in
 //!   order and frames them (table keys, separators) exactly as one writer would.
-//! - One write per byte: the part whose turn it is streams to the output as it is read; a part
-//!   read ahead of its turn is held in memory (at most [`HELD_IN_MEMORY`] bytes for all workers
-//!   together) and beyond that in an anonymous temporary file, until its turn. Memory stays flat
-//!   whatever the table sizes.
+//! - Pages in stored order, checked: to an output that can be cut back (a file of the dump's
+//!   own, not gzip, not stdout) on PostgreSQL 14+, a large ordinary table whose primary key is
+//!   one integer column is read by ranges of heap pages without `ORDER BY` (a TID range scan:
+//!   the server skips the key's index, about a quarter of its work on such tables). Each part
+//!   reports its keys as they came; when its turn comes the writing thread checks that they
+//!   rose and start above the previous part's last one. That holds exactly when the table's
+//!   stored order is its key order. The first part that breaks it (rows moved by updates,
+//!   inserted out of key order) has the table cut off the output and read again in key order
+//!   on the leading connection, in the same snapshot; its other parts are dropped.
+//! - One write per byte (but for such a table read again): the part whose turn it is streams
+//!   to the output as it is read; a part read ahead of its turn is held in memory (at most
+//!   [`HELD_IN_MEMORY`] bytes for all workers together) and beyond that in an anonymous
+//!   temporary file, until its turn. Memory stays flat whatever the table sizes.
 //! - A failure in any worker stops the others (at their next piece of output) and fails the
 //!   dump; nothing is left at the output path (the caller writes to a temporary file). With one
 //!   file per table (`-o DIR/`), each file still appears only when complete.
@@ -25,12 +34,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use super::{plan, table_rows, DumpOptions, DumpSummary, Filters, KeyRange};
+use super::{
+    plan, table_rows, DumpOptions, DumpSummary, Filters, KeyOrder, KeyRange, Output, PartRange,
+};
 use crate::backend::{Connection, DatabaseUrl, TxMode};
 use crate::catalog::{quote_ident, Catalog, Table, TableKind};
 use crate::error::{Error, Result};
 use crate::format::copy_binary::BinaryKind;
-use crate::format::writer::FixtureWriter;
+use crate::format::writer::{FixtureWriter, Mark};
 use crate::mask::MaskPlan;
 use crate::progress::{NoProgress, Progress};
 
@@ -58,7 +69,7 @@ struct Part {
     /// The table's place in the dump order.
     position: usize,
     /// `None`: the whole table.
-    range: Option<KeyRange>,
+    range: Option<PartRange>,
     /// The table's first and last parts: the writer opens and closes the table there.
     first: bool,
     last: bool,
@@ -68,11 +79,13 @@ struct Part {
 enum Msg {
     /// Output of the part whose turn it is, in order.
     Piece(Vec<u8>),
-    /// A part is read: what it held back, and how many rows it had.
+    /// A part is read: what it held back, how many rows it had, and for a part read in stored
+    /// order, its keys' order.
     Done {
         part: usize,
         held: Held,
         rows: u64,
+        order: Option<KeyOrder>,
     },
     Failed(Error),
 }
@@ -95,6 +108,9 @@ struct Shared {
     held: AtomicUsize,
     /// Written pieces, for reuse (at most [`POOL`]).
     pool: Mutex<Vec<Vec<u8>>>,
+    /// By table position: the table's stored order was found not to be key order and the
+    /// writing thread reads it again itself; workers skip its parts.
+    abandoned: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -120,18 +136,27 @@ pub(super) fn dump_buffered(
     url: &DatabaseUrl,
     jobs: usize,
     opts: &DumpOptions,
-    out: &mut dyn Write,
+    out: &mut dyn Output,
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
     leading(conn, url, opts, progress, |conn, job| {
-        let parts = split(conn, job.catalog, job.tables, job.filters)?;
+        // Pages are read in stored order only where a table found out of key order can be cut
+        // off the output and read again, and where the server has TID range scans (14+).
+        let by_pages = out.can_truncate() && {
+            let version: i64 = conn.query_json(
+                "SELECT to_json(current_setting('server_version_num')::int)::text AS j",
+            )?;
+            version >= 140000
+        };
+        let parts = split(conn, job.catalog, job.tables, job.filters, by_pages)?;
         let workers = jobs.clamp(1, parts.len().max(1));
         let shared = Shared {
             turn: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             held: AtomicUsize::new(0),
             pool: Mutex::new(Vec::new()),
+            abandoned: job.tables.iter().map(|_| AtomicBool::new(false)).collect(),
         };
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
@@ -148,7 +173,7 @@ pub(super) fn dump_buffered(
                 });
             }
             drop(tx);
-            let r = write_in_order(&rx, &shared, &parts, job, out, progress, shown);
+            let r = write_in_order(conn, &rx, &shared, &parts, job, out, progress, shown);
             if r.is_err() {
                 shared.stop.store(true, Ordering::Relaxed);
             }
@@ -221,6 +246,7 @@ fn split(
     catalog: &Catalog,
     tables: &[usize],
     filters: &Filters,
+    by_pages: bool,
 ) -> Result<Vec<Part>> {
     let candidates: Vec<(usize, &str)> = tables
         .iter()
@@ -252,12 +278,22 @@ fn split(
             exprs.join(", ")
         ))?
     };
-    let mut ranges: BTreeMap<usize, Vec<KeyRange>> = BTreeMap::new();
+    let mut ranges: BTreeMap<usize, Vec<PartRange>> = BTreeMap::new();
     for (&(position, column), &size) in candidates.iter().zip(&sizes) {
         if size >= SPLIT_MIN_BYTES {
             let table = &catalog.tables[tables[position]];
             let count = (size + RANGE_BYTES - 1) / RANGE_BYTES;
-            ranges.insert(position, key_ranges(conn, table, column, count)?);
+            let r = match by_pages
+                && key_field(table).is_some()
+                && stored_in_key_order(conn, table, column)?
+            {
+                true => page_ranges(size),
+                false => key_ranges(conn, table, column, count)?
+                    .into_iter()
+                    .map(PartRange::Key)
+                    .collect(),
+            };
+            ranges.insert(position, r);
         }
     }
     let mut parts = Vec::new();
@@ -293,6 +329,59 @@ fn split_column(table: &Table) -> Option<&str> {
         Some(BinaryKind::Int2 | BinaryKind::Int4 | BinaryKind::Int8)
     )
     .then_some(first.as_str())
+}
+
+/// The field of the key in a table's COPY rows when a range of its pages can be read in stored
+/// order and checked: an ordinary table (a partitioned one's rows are in its partitions' pages),
+/// read in binary, whose primary key is one integer column (so key order is that column's
+/// order).
+fn key_field(table: &Table) -> Option<usize> {
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    (table.kind == TableKind::Ordinary
+        && split_column(table).is_some()
+        && super::pg::reads_binary(table))
+    .then(|| table.stored_columns().position(|c| &c.name == key))
+    .flatten()
+}
+
+/// Whether the statistics say that `table`'s rows are stored in the order of its key `column`
+/// (`pg_stats.correlation` 1 in the last ANALYZE's sample). Only then are its pages read in
+/// stored order: the check while reading is what makes the output right, but a table found out
+/// of order late (rows moved to the end of the heap by updates are read last) is read twice.
+/// Without statistics (never analyzed), key ranges.
+fn stored_in_key_order(conn: &mut Connection, table: &Table, column: &str) -> Result<bool> {
+    let correlation: f64 = conn.query_json(&format!(
+        "SELECT to_json(coalesce((SELECT correlation FROM pg_stats \
+          WHERE schemaname = {} AND tablename = {} AND attname = {} AND NOT inherited), 0))::text AS j",
+        crate::catalog::quote_literal(&table.name.schema),
+        crate::catalog::quote_literal(&table.name.name),
+        crate::catalog::quote_literal(column),
+    ))?;
+    Ok(correlation >= 0.99999)
+}
+
+/// The table's heap (`size` bytes) cut into ranges of [`RANGE_BYTES`] of pages; the last one is
+/// open-ended (rows stored after the size was read are not in the snapshot, but are not
+/// missed either way).
+fn page_ranges(size: i64) -> Vec<PartRange> {
+    // PostgreSQL's default block size; with another one only the number of parts changes (the
+    // last one is open-ended).
+    let page = 8192;
+    let pages = (size / page).max(1);
+    let per = (RANGE_BYTES / page).max(1);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < pages {
+        let to = from + per;
+        out.push(PartRange::Pages {
+            from: from as u32,
+            to: (to < pages).then_some(to as u32),
+        });
+        from = to;
+    }
+    out
 }
 
 /// Splits the span of `column`'s values (min to max, read through its index) into `count`
@@ -342,18 +431,26 @@ fn even_ranges(column: &str, min: i64, max: i64, count: i64) -> Vec<KeyRange> {
 }
 
 /// Writes the parts to `out` in order as they come, framed as one writer frames a document.
+///
+/// A table read by ranges of pages is checked part by part as its turn comes: each part's keys
+/// rise, and its first key is above the previous part's last. The first part that breaks this
+/// shows that the table's stored order is not its key order: the table is cut off the output
+/// (`out` can do that whenever pages are read) and read again here, in key order, on the
+/// leading connection (same snapshot); its other parts are dropped unwritten.
+#[allow(clippy::too_many_arguments)]
 fn write_in_order(
+    conn: &mut Connection,
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
     parts: &[Part],
     job: &Job<'_>,
-    out: &mut dyn Write,
+    out: &mut dyn Output,
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<DumpSummary> {
     let io = |e| Error::io(shown, e);
     let mut w = FixtureWriter::new(out, job.opts.pretty);
-    let mut waiting: BTreeMap<usize, (Held, u64)> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, (Held, u64, Option<KeyOrder>)> = BTreeMap::new();
     let mut summary = DumpSummary {
         tables: job.tables.len(),
         ..Default::default()
@@ -362,19 +459,25 @@ fn write_in_order(
     // Whether the part whose turn it is has started (its table opened when it is the first).
     let mut begun = false;
     let mut table_rows = 0u64;
-    let begin = |w: &mut FixtureWriter<&mut dyn Write>, begun: &mut bool, part: &Part| {
-        if !*begun && part.first {
-            let table = job.table(part.position);
-            let estimate = job
-                .filters
-                .of(job.tables[part.position])
-                .map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
-            progress.table_started(&table.key, Some(estimate));
-            w.begin_table(&table.key)?;
-        }
-        *begun = true;
-        Ok::<(), std::io::Error>(())
-    };
+    // The current table: where the output stood before it, and its last key written so far
+    // (tables read by pages).
+    let mut table_mark = w.mark();
+    let mut last_key: Option<i64> = None;
+    let begin =
+        |w: &mut FixtureWriter<&mut dyn Output>, begun: &mut bool, mark: &mut Mark, part: &Part| {
+            if !*begun && part.first {
+                let table = job.table(part.position);
+                let estimate = job
+                    .filters
+                    .of(job.tables[part.position])
+                    .map_or(table.estimated_rows.max(0.0) as u64, |k| k.len() as u64);
+                progress.table_started(&table.key, Some(estimate));
+                *mark = w.mark();
+                w.begin_table(&table.key)?;
+            }
+            *begun = true;
+            Ok::<(), std::io::Error>(())
+        };
     while turn < parts.len() {
         match rx.recv() {
             Err(_) => {
@@ -384,23 +487,54 @@ fn write_in_order(
             }
             Ok(Msg::Failed(e)) => return Err(e),
             Ok(Msg::Piece(piece)) => {
-                begin(&mut w, &mut begun, &parts[turn]).map_err(io)?;
+                begin(&mut w, &mut begun, &mut table_mark, &parts[turn]).map_err(io)?;
                 w.append_rows(&piece).map_err(io)?;
                 shared.recycle(piece);
             }
-            Ok(Msg::Done { part, held, rows }) => {
-                waiting.insert(part, (held, rows));
-                while let Some((held, rows)) = waiting.remove(&turn) {
+            Ok(Msg::Done { part, held, .. }) if part < turn => {
+                // A part of a table read again here, read before its workers saw that.
+                drop_held(shared, held);
+            }
+            Ok(Msg::Done {
+                part,
+                held,
+                rows,
+                order,
+            }) => {
+                waiting.insert(part, (held, rows, order));
+                while let Some((held, rows, order)) = waiting.remove(&turn) {
                     let part = &parts[turn];
-                    begin(&mut w, &mut begun, part).map_err(io)?;
-                    write_held(&mut w, shared, held).map_err(io)?;
-                    progress.rows(rows);
-                    table_rows += rows;
-                    summary.rows += rows;
-                    if part.last {
-                        w.end_table().map_err(io)?;
-                        progress.table_finished(&job.table(part.position).key, table_rows);
+                    if part.first {
+                        last_key = None;
+                    }
+                    begin(&mut w, &mut begun, &mut table_mark, part).map_err(io)?;
+                    if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
+                        drop_held(shared, held);
+                        let n = read_again(
+                            conn, shared, job, part, &mut w, table_mark, progress, shown,
+                        )?;
+                        summary.rows = summary.rows - table_rows + n;
                         table_rows = 0;
+                        // The table's other parts are not written.
+                        while !parts[turn].last {
+                            turn += 1;
+                            if let Some((held, ..)) = waiting.remove(&turn) {
+                                drop_held(shared, held);
+                            }
+                        }
+                    } else {
+                        if let Some(last) = order.as_ref().and_then(|o| o.last) {
+                            last_key = Some(last);
+                        }
+                        write_held(&mut w, shared, held).map_err(io)?;
+                        progress.rows(rows);
+                        table_rows += rows;
+                        summary.rows += rows;
+                        if part.last {
+                            w.end_table().map_err(io)?;
+                            progress.table_finished(&job.table(part.position).key, table_rows);
+                            table_rows = 0;
+                        }
                     }
                     turn += 1;
                     begun = false;
@@ -415,9 +549,64 @@ fn write_in_order(
     Ok(summary)
 }
 
+/// A table read by pages whose stored order is not its key order (found at `part`): cuts it off
+/// the output (back to `mark`, before the table) and reads it whole, in key order, on the
+/// leading connection; its parts still to be read are skipped. Returns its rows.
+#[allow(clippy::too_many_arguments)]
+fn read_again(
+    conn: &mut Connection,
+    shared: &Shared,
+    job: &Job<'_>,
+    part: &Part,
+    w: &mut FixtureWriter<&mut dyn Output>,
+    mark: Mark,
+    progress: &dyn Progress,
+    shown: &str,
+) -> Result<u64> {
+    let io = |e| Error::io(shown, e);
+    shared.abandoned[part.position].store(true, Ordering::Release);
+    let t = job.tables[part.position];
+    let table = job.table(part.position);
+    w.go_back(mark, |out, len| {
+        out.truncate(len).unwrap_or_else(|| {
+            Err(std::io::Error::other(
+                "internal error: this output cannot go back to re-read a table",
+            ))
+        })
+    })
+    .map_err(io)?;
+    progress.message(&format!(
+        "{}: its rows are not stored in key order; reading it again in key order",
+        table.key
+    ));
+    w.begin_table(&table.key).map_err(io)?;
+    let rows = table_rows(
+        conn,
+        table,
+        None,
+        None,
+        None,
+        job.masks.table(t),
+        w,
+        progress,
+        shown,
+    )?;
+    w.end_table().map_err(io)?;
+    progress.table_finished(&table.key, rows);
+    Ok(rows)
+}
+
+/// Gives back what a part held without writing it.
+fn drop_held(shared: &Shared, held: Held) {
+    for piece in held.pieces {
+        shared.held.fetch_sub(piece.len(), Ordering::Relaxed);
+        shared.recycle(piece);
+    }
+}
+
 /// Writes what a part held back: its pieces in memory, then its temporary file.
-fn write_held(
-    w: &mut FixtureWriter<&mut dyn Write>,
+fn write_held<W: Write>(
+    w: &mut FixtureWriter<W>,
     shared: &Shared,
     held: Held,
 ) -> std::io::Result<()> {
@@ -461,6 +650,23 @@ fn worker(
         };
         let t = job.tables[part.position];
         let table = &job.catalog.tables[t];
+        if shared.abandoned[part.position].load(Ordering::Acquire) {
+            // The writing thread reads this table again itself.
+            let skipped = Msg::Done {
+                part: index,
+                held: Held::default(),
+                rows: 0,
+                order: None,
+            };
+            if tx.send(skipped).is_err() {
+                break;
+            }
+            continue;
+        }
+        let mut order = match part.range {
+            Some(PartRange::Pages { .. }) => key_field(table).map(KeyOrder::new),
+            _ => None,
+        };
         let mut sink = PartSink {
             part: index,
             shared,
@@ -487,6 +693,7 @@ fn worker(
                 table,
                 only,
                 range,
+                order.as_mut(),
                 mask,
                 &mut w,
                 &NoProgress,
@@ -504,6 +711,7 @@ fn worker(
                 part: index,
                 held,
                 rows,
+                order,
             })
             .is_err()
         {
@@ -711,6 +919,54 @@ fn file_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_ranges_cover_the_heap_and_leave_the_last_open() {
+        let pages = |size: i64| -> Vec<(u32, Option<u32>)> {
+            page_ranges(size)
+                .into_iter()
+                .map(|r| match r {
+                    PartRange::Pages { from, to } => (from, to),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(pages(0), vec![(0, None)]);
+        assert_eq!(pages(RANGE_BYTES), vec![(0, None)]);
+        assert_eq!(pages(RANGE_BYTES + 8192), vec![(0, Some(256)), (256, None)]);
+        let many = pages(10 * RANGE_BYTES);
+        assert_eq!(many.len(), 10);
+        assert!(many.windows(2).all(|w| w[0].1 == Some(w[1].0)));
+        assert_eq!(many.last(), Some(&(2304, None)));
+    }
+
+    #[test]
+    fn key_order_sees_rising_keys_and_their_bounds() {
+        let mut o = KeyOrder::new(0);
+        for k in [3i64, 5, 9] {
+            o.see(Some(&k.to_be_bytes()));
+        }
+        assert_eq!((o.first, o.last, o.sorted), (Some(3), Some(9), true));
+        assert!(o.follows(None) && o.follows(Some(2)));
+        assert!(
+            !o.follows(Some(3)),
+            "a first key equal to the last one before"
+        );
+        // int4 and int2 fields; a fall, an equal key or a NULL breaks the order.
+        let mut o = KeyOrder::new(0);
+        o.see(Some(&7i32.to_be_bytes()));
+        o.see(Some(&(-2i16).to_be_bytes()));
+        assert_eq!((o.first, o.last, o.sorted), (Some(7), Some(-2), false));
+        let mut o = KeyOrder::new(0);
+        o.see(Some(&1i32.to_be_bytes()));
+        o.see(Some(&1i32.to_be_bytes()));
+        assert!(!o.sorted);
+        let mut o = KeyOrder::new(0);
+        o.see(None);
+        assert!(!o.follows(None));
+        // A part without rows continues any order.
+        assert!(KeyOrder::new(0).follows(Some(10)));
+    }
 
     fn bounds(ranges: &[KeyRange]) -> Vec<(Option<i64>, Option<i64>)> {
         ranges.iter().map(|r| (r.from, r.to)).collect()

@@ -13,7 +13,7 @@ use std::io::Write;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
-use super::KeyRange;
+use super::{KeyOrder, PartRange};
 use crate::backend::pg_copy::{copy_out, copy_out_binary, CopyError};
 use crate::catalog::{quote_ident, Column, Table, ValueKind};
 use crate::error::{describe_diesel, Error, Result};
@@ -53,16 +53,24 @@ impl Read {
     }
 }
 
+/// Whether the table's rows are read in binary COPY (then a range of its pages can be read in
+/// stored order: its integer key is checked in each row as it comes).
+pub(crate) fn reads_binary(table: &Table) -> bool {
+    matches!(Read::of(table), Read::Binary(_))
+}
+
 /// The COPY source for a table: its stored columns, structured ones through to_json, in
 /// primary-key order; with `condition`, only the rows matching it (a subset).
 pub(crate) fn copy_source(table: &Table, condition: Option<&str>) -> String {
-    select_source(table, condition, |c| c.kind == ValueKind::Structured)
+    select_source(table, condition, true, |c| c.kind == ValueKind::Structured)
 }
 
-/// [`copy_source`] with the columns for which `to_json(c)` is true selected as `to_json(col)`.
+/// [`copy_source`] with the columns for which `to_json(c)` is true selected as `to_json(col)`;
+/// without `ordered`, in the order the rows are stored.
 fn select_source(
     table: &Table,
     condition: Option<&str>,
+    ordered: bool,
     to_json: impl Fn(&Column) -> bool,
 ) -> String {
     let cols: Vec<String> = table
@@ -76,7 +84,9 @@ fn select_source(
             }
         })
         .collect();
-    let order = if table.primary_key.is_empty() {
+    let order = if !ordered {
+        String::new()
+    } else if table.primary_key.is_empty() {
         // No key: order by the whole row's text, byte-wise, which works for every type.
         let all: Vec<String> = table
             .stored_columns()
@@ -111,7 +121,8 @@ pub(super) fn dump_table<W: Write>(
     conn: &mut PgConnection,
     table: &Table,
     only: Option<&[Key]>,
-    range: Option<&KeyRange>,
+    range: Option<&PartRange>,
+    mut order: Option<&mut KeyOrder>,
     mask: &TableMask,
     w: &mut FixtureWriter<W>,
     progress: &dyn Progress,
@@ -125,7 +136,7 @@ pub(super) fn dump_table<W: Write>(
     };
     let condition = match (subset, range) {
         (Some(s), Some(r)) => Some(format!("({s}) AND {}", r.condition())),
-        (s, r) => s.or_else(|| r.map(KeyRange::condition)),
+        (s, r) => s.or_else(|| r.map(PartRange::condition)),
     };
     // Each column's name, as a JSON string.
     let cols: Vec<Vec<u8>> = table
@@ -151,7 +162,8 @@ pub(super) fn dump_table<W: Write>(
     };
     let result = match Read::of(table) {
         Read::Binary(kinds) => {
-            let source = select_source(table, condition.as_deref(), |c| {
+            let ordered = range.is_none_or(PartRange::ordered);
+            let source = select_source(table, condition.as_deref(), ordered, |c| {
                 BinaryKind::for_column(c.kind, c.base_type).is_some_and(BinaryKind::selects_to_json)
             });
             copy_out_binary(conn, &source, |row| {
@@ -162,12 +174,20 @@ pub(super) fn dump_table<W: Write>(
                         kinds.len()
                     )));
                 }
+                if let Some(order) = order.as_deref_mut() {
+                    order.see(row.get(order.field));
+                }
                 out.emit(|i, buf| {
                     push_binary_json(buf, kinds[i], row.get(i)).map_err(|e| io_err(e.0))
                 })
             })
         }
         Read::Text => {
+            // Keys are only checked in binary rows: a part read this way never counts as in
+            // order (callers read pages only of tables read in binary).
+            if let Some(order) = order {
+                order.sorted = false;
+            }
             let kinds: Vec<ValueKind> = table.stored_columns().map(|c| c.kind).collect();
             let mut row = CopyRow::new();
             copy_out(conn, &copy_source(table, condition.as_deref()), |line| {

@@ -83,6 +83,30 @@ impl<W: Write> FixtureWriter<W> {
         self.bytes
     }
 
+    /// Where the writer stands, to come back to with [`FixtureWriter::go_back`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            tables: self.tables,
+            rows_in_table: self.rows_in_table,
+            bytes: self.bytes,
+        }
+    }
+
+    /// Comes back to `mark`: `cut(out, len)` cuts the output back to its first `len` bytes (what
+    /// was written when the mark was taken), and the writer goes on from there.
+    pub fn go_back(
+        &mut self,
+        mark: Mark,
+        cut: impl FnOnce(&mut W, u64) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.out.flush()?;
+        cut(&mut self.out, mark.bytes)?;
+        self.tables = mark.tables;
+        self.rows_in_table = mark.rows_in_table;
+        self.bytes = mark.bytes;
+        Ok(())
+    }
+
     pub fn begin_table(&mut self, key: &str) -> io::Result<()> {
         let mut buf = Vec::with_capacity(key.len() + 16);
         buf.extend_from_slice(if self.tables == 0 { b"{\n  " } else { b",\n  " });
@@ -210,6 +234,14 @@ impl<W: Write> FixtureWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// A place in a document being written: see [`FixtureWriter::mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    tables: usize,
+    rows_in_table: u64,
+    bytes: u64,
 }
 
 /// The bytes before each value of a row: see [`FixtureWriter::layout`].

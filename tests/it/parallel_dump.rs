@@ -318,6 +318,8 @@ fn directory_output_in_parallel_writes_the_same_files() {
 fn split_tables_are_read_in_one_snapshot_while_the_application_writes() {
     let db = TestDb::new("parallel_dump_split_writes");
     db.sql(LARGE);
+    // Statistics saying big is stored in key order: to a file, it is read by pages.
+    db.sql("ANALYZE big");
     let url = db.url();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -337,9 +339,23 @@ fn split_tables_are_read_in_one_snapshot_while_the_application_writes() {
             }
             k - 1
         });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.json");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for _ in 0..3 {
-                let out = dump_bytes(&db, &["-j", "3", "--table", "big", "--table", "child"]);
+            for i in 0..4 {
+                let args = ["-j", "3", "--table", "big", "--table", "child"];
+                // To stdout: key ranges; to a file: pages in stored order, where the rows
+                // inserted meanwhile (at the end of the heap) break key order, and big is read
+                // again, in the same snapshot.
+                let out = if i % 2 == 0 {
+                    dump_bytes(&db, &args)
+                } else {
+                    let mut all = vec!["dump", "-o", file.to_str().unwrap()];
+                    all.extend_from_slice(&args);
+                    let out = dbf(&db, &all);
+                    assert_eq!(out.code, 0, "{out:#?}");
+                    std::fs::read_to_string(&file).unwrap()
+                };
                 let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
                 let rows = |t: &str| doc[t].as_array().unwrap().clone();
                 let (big, child) = (rows("big"), rows("child"));
@@ -370,4 +386,98 @@ fn split_tables_are_read_in_one_snapshot_while_the_application_writes() {
         assert!(written > 0, "the writer wrote nothing during the dumps");
     });
     assert_eq!(dump_bytes(&db, &["-j", "2"]), dump_bytes(&db, &[]));
+}
+
+/// `dump -j N -o FILE` reads large tables whose statistics say they are stored in key order by
+/// ranges of pages in stored order (cheaper for the server than following the key's index), and
+/// checks that each part continues key order. A table whose rows are not stored in key order
+/// after all (rows moved by updates since the last ANALYZE) is cut off the file and read again
+/// in key order: the bytes are the serial dump's either way. A table whose statistics show it
+/// out of order, and any large table dumped to stdout (which cannot go back), are read by key
+/// ranges through the index.
+#[test]
+fn parallel_dump_to_a_file_reads_pages_and_reads_again_a_table_stored_out_of_key_order() {
+    let db = TestDb::new("parallel_dump_pages");
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat('x', 30) || g FROM generate_series(1, 200000) g;
+         CREATE TABLE u (id bigint PRIMARY KEY, v text);
+         INSERT INTO u SELECT g, repeat('y', 30) || g FROM generate_series(1, 200000) g;
+         CREATE TABLE w (id bigint PRIMARY KEY, v text);
+         INSERT INTO w SELECT g, repeat('z', 30) || g FROM generate_series(1, 200000) g;
+         -- Full pages: the new versions go to the end of w's heap.
+         UPDATE w SET v = v || '!' WHERE id % 1000 = 0;",
+    );
+    db.sql("VACUUM ANALYZE t, u, w");
+    // Moved after the statistics were taken, which still say t is in key order.
+    db.sql("UPDATE t SET v = v || '!' WHERE id % 1000 = 0");
+    let int = |sql: &str| -> i64 {
+        db.query_scalar(sql)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no integer from {sql}"))
+    };
+    // All are split (8 MiB of heap or more); only u is stored in key order, but the statistics
+    // say t is too (correlation 1), and show w is not.
+    for table in ["t", "u", "w"] {
+        assert!(int(&format!("SELECT pg_relation_size('{table}')")) >= 8 << 20);
+    }
+    let out_of_order = "SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY ctid) AS p \
+                        FROM {}) x WHERE id < p";
+    assert!(int(&out_of_order.replace("{}", "t")) > 0);
+    assert!(int(&out_of_order.replace("{}", "w")) > 0);
+    assert_eq!(int(&out_of_order.replace("{}", "u")), 0);
+    let in_order = "SELECT (correlation >= 0.99999)::int FROM pg_stats \
+                    WHERE tablename = '{}' AND attname = 'id'";
+    assert_eq!(int(&in_order.replace("{}", "t")), 1);
+    assert_eq!(int(&in_order.replace("{}", "w")), 0);
+    // Index scans of u and of w, once the dump's server processes have ended (which is when
+    // they report their counts).
+    let index_scans = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while int("SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dump's sessions linger"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        db.sql("SELECT pg_stat_clear_snapshot()");
+        let scans = |t: &str| {
+            int(&format!(
+                "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = '{t}'"
+            ))
+        };
+        (scans("u"), scans("w"))
+    };
+    let serial = dump_bytes(&db, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.json");
+    let (u_before, w_before) = index_scans();
+    for jobs in ["2", "3"] {
+        let out = dbf(&db, &["dump", "-j", jobs, "-o", file.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{out:#?}");
+        // t's pages gave its rows out of key order, yet the file is the serial dump's.
+        assert!(
+            std::fs::read_to_string(&file).unwrap() == serial,
+            "-j {jobs} to a file differs from the serial dump"
+        );
+    }
+    let (u_file, w_file) = index_scans();
+    assert_eq!(
+        u_file, u_before,
+        "u was read through its index, not by pages"
+    );
+    assert!(w_file > w_before, "w was not read by key ranges");
+    // To stdout: key ranges through the index, the same bytes.
+    assert!(
+        dump_bytes(&db, &["-j", "2"]) == serial,
+        "-j 2 to stdout differs"
+    );
+    assert!(
+        index_scans().0 > u_file,
+        "u was not read by key ranges to stdout"
+    );
 }
