@@ -57,6 +57,8 @@ const PIECE: usize = 128 * 1024;
 /// Rendered bytes all workers together may hold in memory while their parts wait for their
 /// turn; beyond that they go to a temporary file.
 const HELD_IN_MEMORY: usize = 16 << 20;
+/// How long a worker waits for a table lock before failing the dump (see [`Job::connect`]).
+const WORKER_LOCK_TIMEOUT: &str = "5s";
 /// Pieces in flight between the workers and the writing thread.
 const CHANNEL: usize = 16;
 /// Piece buffers kept for reuse: enough for everything held and in flight, so that memory is
@@ -201,13 +203,37 @@ impl Job<'_> {
     }
 
     /// A connection in a read-only transaction on the leading connection's snapshot.
+    ///
+    /// The leading connection holds a lock on every table, so a worker waits for a lock only
+    /// behind a request queued after it (a migration's ALTER TABLE, a TRUNCATE), which itself
+    /// waits for the dump to end: a cycle through this process that the server cannot see. A
+    /// worker gives up after [`WORKER_LOCK_TIMEOUT`] (long enough for a migration that sets its
+    /// own lock_timeout to give up first) and the dump fails with that explanation, as pg_dump's
+    /// workers do.
     fn connect(&self) -> Result<Connection> {
         let mut conn = Connection::open(self.url, false)?;
         conn.execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
+             SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'",
             crate::catalog::quote_literal(self.snapshot)
         ))?;
         Ok(conn)
+    }
+
+    /// `e`, from reading `table` on a worker, explained when it is a lock the worker gave up on.
+    fn explain(&self, table: &Table, e: Error) -> Error {
+        match e {
+            Error::Database { message, .. } if message.contains("lock timeout") => Error::db(
+                format!("dumping table {}", table.key),
+                format!(
+                    "another session asked for an exclusive lock on it (ALTER TABLE, TRUNCATE, \
+                     ...) after this dump locked every table, and a parallel worker cannot read \
+                     behind that request; run the dump again once that session is done, or \
+                     without -j ({message})"
+                ),
+            ),
+            e => e,
+        }
     }
 }
 
@@ -223,6 +249,19 @@ fn leading<T>(
 ) -> Result<T> {
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
+        // Every table locked against DDL until the dump ends, as pg_dump does: a TRUNCATE or a
+        // rewriting ALTER is not bound by the snapshot, and the leading connection itself may
+        // read any of them (a table read again in key order).
+        if !tables.is_empty() {
+            let list: Vec<String> = tables
+                .iter()
+                .map(|&t| catalog.tables[t].name.sql())
+                .collect();
+            conn.execute(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                list.join(", ")
+            ))?;
+        }
         let snapshot: String =
             conn.query_json("SELECT to_json(pg_export_snapshot())::text AS j")?;
         let job = Job {
@@ -511,7 +550,8 @@ fn write_in_order(
                     if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
                         drop_held(shared, held);
                         let n = read_again(
-                            conn, shared, job, part, &mut w, table_mark, progress, shown,
+                            conn, shared, job, part, &mut w, table_mark, table_rows, progress,
+                            shown,
                         )?;
                         summary.rows = summary.rows - table_rows + n;
                         table_rows = 0;
@@ -551,7 +591,8 @@ fn write_in_order(
 
 /// A table read by pages whose stored order is not its key order (found at `part`): cuts it off
 /// the output (back to `mark`, before the table) and reads it whole, in key order, on the
-/// leading connection; its parts still to be read are skipped. Returns its rows.
+/// leading connection; its parts still to be read are skipped. Returns its rows (`shown_rows`
+/// of them were already shown as progress).
 #[allow(clippy::too_many_arguments)]
 fn read_again(
     conn: &mut Connection,
@@ -560,6 +601,7 @@ fn read_again(
     part: &Part,
     w: &mut FixtureWriter<&mut dyn Output>,
     mark: Mark,
+    shown_rows: u64,
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<u64> {
@@ -588,9 +630,10 @@ fn read_again(
         None,
         job.masks.table(t),
         w,
-        progress,
+        &NoProgress,
         shown,
     )?;
+    progress.rows(rows.saturating_sub(shown_rows));
     w.end_table().map_err(io)?;
     progress.table_finished(&table.key, rows);
     Ok(rows)
@@ -698,7 +741,8 @@ fn worker(
                 &mut w,
                 &NoProgress,
                 "<output>",
-            )?;
+            )
+            .map_err(|e| job.explain(table, e))?;
             w.finish_rows()
                 .map_err(|e| Error::io("<parallel dump>", e))?;
             n
@@ -908,7 +952,8 @@ fn file_worker(
             path,
             gzip,
             &NoProgress,
-        )?;
+        )
+        .map_err(|e| job.explain(job.table(position), e))?;
         if tx.send(Ok((position, rows, bytes))).is_err() {
             break;
         }

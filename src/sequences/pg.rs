@@ -240,8 +240,10 @@ fn run_split(
             match run_all(conn, part) {
                 Ok(a) => answers.extend(a),
                 Err(e) => {
-                    // Stop the helper taking more, then report.
+                    // Stop the helper taking more, wait for it (a panic of its thread stays
+                    // its own), then report.
                     next.store(shares.len(), std::sync::atomic::Ordering::Relaxed);
+                    let _ = theirs.join();
                     return Err(e);
                 }
             }

@@ -487,3 +487,66 @@ fn parallel_dump_to_a_file_reads_pages_and_reads_again_a_table_stored_out_of_key
         "u was not read by key ranges to stdout"
     );
 }
+
+/// The leading connection locks every table for the whole dump, as pg_dump does. A DDL request
+/// that arrives meanwhile (a migration's ALTER TABLE) queues behind that lock, and a worker that
+/// then asks for the same table would queue behind the ALTER: a wait cycle through the client
+/// that the server cannot see. The worker gives up after a few seconds and the dump fails with
+/// an explanation naming the table; it never hangs, and the ALTER runs once it is over.
+#[test]
+fn parallel_dump_fails_instead_of_hanging_behind_ddl_queued_on_its_locks() {
+    let db = TestDb::new("parallel_dump_ddl");
+    // a_big is dumped first, in several parts (about 25 MB of heap); z_small last.
+    db.sql(
+        "CREATE TABLE a_big (id int PRIMARY KEY, pad text);
+         INSERT INTO a_big SELECT g, repeat('p', 60) FROM generate_series(1, 300000) g;
+         CREATE TABLE z_small (id int PRIMARY KEY);
+         INSERT INTO z_small SELECT generate_series(1, 10);",
+    );
+    let url = db.url();
+    let dump = std::thread::spawn(move || {
+        crate::support::Out::from(
+            cmd()
+                .args(["dump", "-j", "2", "--database-url", &url])
+                .output()
+                .expect("run dbfixtures"),
+        )
+    });
+    let locked = "SELECT count(*) FROM pg_locks WHERE relation = 'z_small'::regclass \
+                  AND mode = 'AccessShareLock' AND granted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.query_scalar(locked).as_deref() == Some("0") {
+        assert!(
+            std::time::Instant::now() < deadline && !dump.is_finished(),
+            "the dump never locked z_small"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut ddl = diesel::pg::PgConnection::establish(&db.url()).expect("ddl connects");
+    let alter = std::thread::spawn(move || {
+        ddl.batch_execute("ALTER TABLE z_small ADD COLUMN extra int")
+            .map_err(|e| e.to_string())
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dump.is_finished() {
+        if std::time::Instant::now() > deadline {
+            db.sql(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE 'ALTER TABLE z_small%'",
+            );
+            panic!("the parallel dump hung behind the ALTER queued on its own locks");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = dump.join().unwrap();
+    alter
+        .join()
+        .unwrap()
+        .expect("the ALTER runs once the dump is over");
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains("z_small") && out.stderr.contains("exclusive lock"),
+        "{}",
+        out.stderr
+    );
+}
