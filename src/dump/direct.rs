@@ -211,12 +211,10 @@ impl DirectWriter {
         if let Mode::Direct(direct) = &mut self.mode {
             // Wait for the block out with the thread: it may cover `len`.
             if direct.in_flight > 0 {
-                let back = direct.collect()?;
-                drop(back);
+                direct.collect()?;
             }
         }
         let start = len - len % ALIGN as u64;
-        self.buf.len = 0;
         let keep = (len - start) as usize;
         let at = self.buf.start;
         self.plain

@@ -73,7 +73,7 @@ pub fn dump(
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
-    let mut buffered = Unseekable(std::io::BufWriter::with_capacity(256 * 1024, out));
+    let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, out);
     dump_buffered(conn, opts, &mut buffered, progress, "<output>")
 }
 
@@ -93,22 +93,8 @@ pub(crate) trait Output: Write {
     }
 }
 
-/// A writer that cannot go back.
-struct Unseekable<W: Write>(W);
-
-impl<W: Write> Write for Unseekable<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<W: Write> Output for Unseekable<W> {}
+/// The caller's writer (stdout, a library caller's buffer) cannot go back.
+impl<W: Write> Output for std::io::BufWriter<W> {}
 
 /// [`dump`] to a writer that is already buffered; `shown` names it in write errors.
 fn dump_buffered(

@@ -322,15 +322,16 @@ fn split(
         if size >= SPLIT_MIN_BYTES {
             let table = &catalog.tables[tables[position]];
             let count = (size + RANGE_BYTES - 1) / RANGE_BYTES;
-            let r = match by_pages
+            let r = if by_pages
                 && key_field(table).is_some()
                 && stored_in_key_order(conn, table, column)?
             {
-                true => page_ranges(size),
-                false => key_ranges(conn, table, column, count)?
+                page_ranges(size)
+            } else {
+                key_ranges(conn, table, column, count)?
                     .into_iter()
                     .map(PartRange::Key)
-                    .collect(),
+                    .collect()
             };
             ranges.insert(position, r);
         }
