@@ -445,33 +445,57 @@ fn read_rows<R: BufRead + ?Sized, E>(
     }
 }
 
-/// One row of a binary COPY stream: `get(i)` is field `i`'s bytes in the type's binary (send)
-/// form, `None` for SQL NULL. Borrowed from the stream's buffer: valid during `on_row` only.
+/// One row of a binary COPY stream: its fields in order ([`BinaryRow::fields`]), each in its
+/// type's binary (send) form, `None` for SQL NULL. Borrowed from the stream's buffer: valid
+/// during `on_row` only. Its field lengths were checked against its bytes when it was found.
 pub struct BinaryRow<'a> {
+    /// The fields, each a 4-byte length (-1: NULL) and that many bytes.
     data: &'a [u8],
-    /// Per field: `(start, end)` in `data`, or `NULL_SPAN`.
-    spans: &'a [(u32, u32)],
+    count: usize,
 }
 
-const NULL_SPAN: (u32, u32) = (u32::MAX, u32::MAX);
-
-impl BinaryRow<'_> {
+impl<'a> BinaryRow<'a> {
     /// Number of fields.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.count
     }
 
     /// True for a row without fields (the format allows it; a SELECT never makes one).
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.count == 0
     }
 
-    /// Field `i` (panics past [`BinaryRow::len`]: check the count first).
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        match self.spans[i] {
-            NULL_SPAN => None,
-            (start, end) => Some(&self.data[start as usize..end as usize]),
-        }
+    /// The fields, first to last: reading them in order is one pass over the row, where
+    /// looking each one up by its index would walk the lengths before it.
+    pub fn fields(&self) -> BinaryFields<'a> {
+        BinaryFields { rest: self.data }
+    }
+
+    /// Field `i`, or `None` for NULL (and past [`BinaryRow::len`]).
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.fields().nth(i).flatten()
+    }
+}
+
+/// The fields of a [`BinaryRow`], in order.
+pub struct BinaryFields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for BinaryFields<'a> {
+    type Item = Option<&'a [u8]>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Option<&'a [u8]>> {
+        let (len, rest) = self.rest.split_first_chunk::<4>()?;
+        let len = i32::from_be_bytes(*len);
+        let Ok(len) = usize::try_from(len) else {
+            self.rest = rest;
+            return Some(None);
+        };
+        let (value, rest) = rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some(Some(value))
     }
 }
 
@@ -482,20 +506,16 @@ const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 enum BinaryItem {
     /// The header (signature, flags, extension area).
     Header,
-    /// A row, whose field spans are now in `spans`.
-    Row,
+    /// A row of this many fields.
+    Row(usize),
     /// The trailer (a field count of -1).
     Trailer,
 }
 
 /// Parses the next item of a binary COPY stream from the start of `buf`: `Ok(None)` when `buf`
-/// holds only part of it, else the item and the bytes it took. A row's field spans are left in
-/// `spans`, relative to `buf`.
-fn next_binary_item(
-    buf: &[u8],
-    header_done: bool,
-    spans: &mut Vec<(u32, u32)>,
-) -> io::Result<Option<(BinaryItem, usize)>> {
+/// holds only part of it, else the item and the bytes it took. A row's field lengths are
+/// checked against the bytes here, once.
+fn next_binary_item(buf: &[u8], header_done: bool) -> io::Result<Option<(BinaryItem, usize)>> {
     let bad =
         |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("binary COPY: {what}"));
     if !header_done {
@@ -523,7 +543,6 @@ fn next_binary_item(
     if count < 0 {
         return Err(bad("negative field count"));
     }
-    spans.clear();
     let mut at = 2usize;
     for _ in 0..count {
         let Some(len) = buf.get(at..at + 4) else {
@@ -532,23 +551,17 @@ fn next_binary_item(
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         at += 4;
         if len == -1 {
-            spans.push(NULL_SPAN);
             continue;
         }
         if len < 0 {
             return Err(bad("negative field length"));
         }
-        let end = at + len as usize;
-        if end > buf.len() {
+        at += len as usize;
+        if at > buf.len() {
             return Ok(None);
         }
-        if end >= u32::MAX as usize {
-            return Err(bad("row larger than 4 GiB"));
-        }
-        spans.push((at as u32, end as u32));
-        at = end;
     }
-    Ok(Some((BinaryItem::Row, at)))
+    Ok(Some((BinaryItem::Row(count as usize), at)))
 }
 
 /// Reads a binary COPY stream: checks the header, hands each row to `on_row`, and stops at the
@@ -560,7 +573,6 @@ fn read_binary_rows<R: BufRead + ?Sized, E>(
     rows: &mut u64,
 ) -> ReadEnd<E> {
     let mut carry: Vec<u8> = Vec::new();
-    let mut spans: Vec<(u32, u32)> = Vec::new();
     let mut header_done = false;
     let mut trailer = false;
     loop {
@@ -592,17 +604,17 @@ fn read_binary_rows<R: BufRead + ?Sized, E>(
                 ));
             }
             let rest = &buf[start..];
-            match next_binary_item(rest, header_done, &mut spans) {
+            match next_binary_item(rest, header_done) {
                 Err(e) => return ReadEnd::Malformed(e),
                 Ok(None) => break,
                 Ok(Some((item, used))) => {
                     match item {
                         BinaryItem::Header => header_done = true,
                         BinaryItem::Trailer => trailer = true,
-                        BinaryItem::Row => {
+                        BinaryItem::Row(count) => {
                             let row = BinaryRow {
-                                data: rest,
-                                spans: &spans,
+                                data: &rest[2..used],
+                                count,
                             };
                             if let Err(e) = on_row(&row) {
                                 return ReadEnd::Source(e);

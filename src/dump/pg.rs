@@ -154,7 +154,6 @@ pub(super) fn dump_table<W: Write>(
         layout,
         w,
         values: vec![Vec::new(); cols.len()],
-        scratch: Vec::new(),
         mask_scratch: Vec::new(),
         mask_error: None,
         count: 0,
@@ -177,8 +176,11 @@ pub(super) fn dump_table<W: Write>(
                 if let Some(order) = order.as_deref_mut() {
                     order.see(row.get(order.field));
                 }
+                // emit asks for the values in order: one pass over the row.
+                let mut fields = row.fields();
                 out.emit(|i, buf| {
-                    push_binary_json(buf, kinds[i], row.get(i)).map_err(|e| io_err(e.0))
+                    push_binary_json(buf, kinds[i], fields.next().flatten())
+                        .map_err(|e| io_err(e.0))
                 })
             })
         }
@@ -239,7 +241,6 @@ struct RowOut<'a, W: Write> {
     masked: bool,
     /// One buffer per column, for the masks.
     values: Vec<Vec<u8>>,
-    scratch: Vec<u8>,
     mask_scratch: Vec<u8>,
     mask_error: Option<MaskError>,
     count: u64,
@@ -247,7 +248,8 @@ struct RowOut<'a, W: Write> {
 }
 
 impl<W: Write> RowOut<'_, W> {
-    /// Writes one row whose value `i` `value(i, buf)` appends to `buf`.
+    /// Writes one row whose value `i` `value(i, buf)` appends to `buf`; `value` is called for
+    /// each column once, in order (binary rows are read in one pass on that account).
     fn emit(
         &mut self,
         mut value: impl FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
@@ -262,14 +264,12 @@ impl<W: Write> RowOut<'_, W> {
                 return Err(io_err("masking failed".into()));
             }
             let values = &self.values;
-            self.w
-                .row_rendered(&self.layout, &mut self.scratch, |i, buf| {
-                    buf.extend_from_slice(&values[i]);
-                    Ok::<(), std::io::Error>(())
-                })?;
+            self.w.row_rendered(&self.layout, |i, buf| {
+                buf.extend_from_slice(&values[i]);
+                Ok::<(), std::io::Error>(())
+            })?;
         } else {
-            self.w
-                .row_rendered(&self.layout, &mut self.scratch, value)?;
+            self.w.row_rendered(&self.layout, value)?;
         }
         self.count += 1;
         if self.count.is_multiple_of(4096) {

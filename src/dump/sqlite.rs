@@ -141,7 +141,6 @@ pub(super) fn dump_table<W: Write>(
         .load_iter::<DynRow, DefaultLoadingMode>(c)
         .map_err(db_err)?;
     let mut values: Vec<Vec<u8>> = vec![Vec::new(); cols.len()];
-    let mut scratch = Vec::new();
     let mut mask_scratch = Vec::new();
     let mut count = 0u64;
     for row in rows {
@@ -180,8 +179,7 @@ pub(super) fn dump_table<W: Write>(
             .zip(&values)
             .map(|((k, _, _), v)| (k.as_slice(), v.as_slice()))
             .collect();
-        w.row(&fields, &mut scratch)
-            .map_err(|e| Error::io(path, e))?;
+        w.row(&fields).map_err(|e| Error::io(path, e))?;
         count += 1;
         if count.is_multiple_of(4096) {
             progress.rows(4096);

@@ -115,11 +115,13 @@ fn bad(what: &str, v: &[u8]) -> BinaryValueError {
     BinaryValueError(format!("malformed binary {what} value ({} bytes)", v.len()))
 }
 
+#[inline(always)]
 fn fixed<const N: usize>(what: &str, v: &[u8]) -> Result<[u8; N], BinaryValueError> {
     v.try_into().map_err(|_| bad(what, v))
 }
 
 /// Appends the fixture JSON for one binary value (`None` = SQL NULL).
+#[inline(always)]
 pub fn push_binary_json(
     out: &mut Vec<u8>,
     kind: BinaryKind,
@@ -167,6 +169,7 @@ pub fn push_binary_json(
 }
 
 /// Decimal digits of an integer, as int8out/int4out/int2out/oidout print them.
+#[inline(always)]
 fn push_i64(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');
@@ -239,6 +242,24 @@ fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError
         NUMERIC_POS | NUMERIC_NEG => {}
         _ => return Err(bad("numeric", v)),
     }
+    if let Some(()) = push_short_numeric(out, v, weight, sign == NUMERIC_NEG, dscale) {
+        return Ok(());
+    }
+    push_any_numeric(out, v, ndigits, weight, sign, dscale)
+}
+
+/// [`push_numeric_json`] for any finite number (header checked), a base-10000 digit at a time.
+fn push_any_numeric(
+    out: &mut Vec<u8>,
+    v: &[u8],
+    ndigits: i16,
+    weight: i16,
+    sign: u16,
+    dscale: i16,
+) -> Result<(), BinaryValueError> {
+    let word = |i: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*v.get(2 * i)?, *v.get(2 * i + 1)?]))
+    };
     let ndigits = ndigits as i32;
     let digit = |d: i32| -> Result<u16, BinaryValueError> {
         if d < 0 || d >= ndigits {
@@ -287,6 +308,75 @@ fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError
         }
     }
     Ok(())
+}
+
+/// [`push_numeric_json`] for a finite number of at most 16 integer and 16 fraction digits
+/// whose base-10000 digits are all valid (else `None`, and nothing is written): rendered in one
+/// block of fixed size, two decimal digits at a time, and appended with one fixed-size copy.
+/// Same bytes as the general path (get_str_from_var).
+#[inline(always)]
+fn push_short_numeric(
+    out: &mut Vec<u8>,
+    v: &[u8],
+    weight: i16,
+    negative: bool,
+    dscale: i16,
+) -> Option<()> {
+    let groups = &v[8..];
+    if !(-1..=3).contains(&weight) || dscale > 16 || groups.len() > 16 {
+        return None;
+    }
+    // The base-10000 digits, zero past the last one given.
+    let mut digit = [0u16; 9];
+    for (d, pair) in digit.iter_mut().zip(groups.chunks_exact(2)) {
+        *d = u16::from_be_bytes([pair[0], pair[1]]);
+        if *d > 9999 {
+            return None;
+        }
+    }
+    let mut b = [0u8; 48];
+    let mut at = 0;
+    if negative {
+        b[0] = b'-';
+        at = 1;
+    }
+    let four = |b: &mut [u8; 48], at: usize, n: u16| {
+        let (hi, lo) = (usize::from(n / 100) * 2, usize::from(n % 100) * 2);
+        b[at..at + 4].copy_from_slice(&[PAIRS[hi], PAIRS[hi + 1], PAIRS[lo], PAIRS[lo + 1]]);
+    };
+    // The integer part: the first group without its leading zeros (but its last digit), then
+    // four digits a group; "0" when the number is below 1.
+    let int_groups = (weight + 1) as usize;
+    if int_groups == 0 {
+        b[at] = b'0';
+        at += 1;
+    } else {
+        let first = digit[0];
+        let len = decimal_len(first.into());
+        let mut digits = [0u8; 4];
+        write_decimal(&mut digits[..len], first.into());
+        b[at..at + 4].copy_from_slice(&digits);
+        at += len;
+        for &g in &digit[1..int_groups] {
+            four(&mut b, at, g);
+            at += 4;
+        }
+    }
+    // The fraction: dscale digits from the groups after the integer part.
+    let dscale = dscale as usize;
+    if dscale > 0 {
+        b[at] = b'.';
+        for (k, &g) in digit[int_groups..]
+            .iter()
+            .take(dscale.div_ceil(4))
+            .enumerate()
+        {
+            four(&mut b, at + 1 + 4 * k, g);
+        }
+        at += 1 + dscale;
+    }
+    push_block(out, &b, at);
+    Some(())
 }
 
 fn four_digits(n: u16) -> [u8; 4] {
@@ -422,38 +512,98 @@ fn push_timestamp_json(out: &mut Vec<u8>, us: i64, tz: bool) -> Result<(), Binar
                 .filter(|&jd| jd <= i32::MAX as u32)
                 .ok_or_else(|| BinaryValueError(format!("timestamp out of range: {us}")))?;
             let (y, m, d) = j2date(jd);
-            let mut s = Stamp::new();
-            s.byte(b'"');
-            let bc = s.ymd(y, m, d);
-            s.byte(b'T');
             let secs = (time / 1_000_000) as u32;
             let fsec = (time % 1_000_000) as u32;
-            s.two(secs / 3600);
-            s.byte(b':');
-            s.two(secs / 60 % 60);
-            s.byte(b':');
-            s.two(secs % 60);
-            if fsec != 0 {
-                // AppendSeconds: six digits, trailing zeros dropped (there is a non-zero one).
-                s.byte(b'.');
-                s.two(fsec / 10_000);
-                s.two(fsec / 100 % 100);
-                s.two(fsec % 100);
-                while s.buf[s.len - 1] == b'0' {
-                    s.len -= 1;
-                }
+            if (1..=9999).contains(&y) {
+                push_common_timestamp(out, [y as u32, m, d], secs, fsec, tz);
+                return Ok(());
             }
-            if tz {
-                s.bytes(b"+00:00");
-            }
-            if bc {
-                s.bytes(b" BC");
-            }
-            s.byte(b'"');
-            s.push_to(out);
+            push_any_timestamp(out, (y, m, d), secs, fsec, tz);
         }
     }
     Ok(())
+}
+
+/// [`push_timestamp_json`] for any year, era included, a byte at a time.
+fn push_any_timestamp(
+    out: &mut Vec<u8>,
+    (y, m, d): (i32, u32, u32),
+    secs: u32,
+    fsec: u32,
+    tz: bool,
+) {
+    let mut s = Stamp::new();
+    s.byte(b'"');
+    let bc = s.ymd(y, m, d);
+    s.byte(b'T');
+    s.two(secs / 3600);
+    s.byte(b':');
+    s.two(secs / 60 % 60);
+    s.byte(b':');
+    s.two(secs % 60);
+    if fsec != 0 {
+        // AppendSeconds: six digits, trailing zeros dropped (there is a non-zero one).
+        s.byte(b'.');
+        s.two(fsec / 10_000);
+        s.two(fsec / 100 % 100);
+        s.two(fsec % 100);
+        while s.buf[s.len - 1] == b'0' {
+            s.len -= 1;
+        }
+    }
+    if tz {
+        s.bytes(b"+00:00");
+    }
+    if bc {
+        s.bytes(b" BC");
+    }
+    s.byte(b'"');
+    s.push_to(out);
+}
+
+/// [`push_timestamp_json`] for years 1 to 9999 (four digits, no era): every part has its
+/// fixed place, so the value is written into one block without a length to keep and no bounds
+/// to check, and appended with one fixed-size copy. Same bytes as the general path.
+#[inline(always)]
+fn push_common_timestamp(out: &mut Vec<u8>, [y, m, d]: [u32; 3], secs: u32, fsec: u32, tz: bool) {
+    #[inline(always)]
+    fn two(b: &mut [u8; 40], at: usize, n: u32) {
+        let pair = (n % 100) as usize * 2;
+        b[at] = PAIRS[pair];
+        b[at + 1] = PAIRS[pair + 1];
+    }
+    let mut b = [0u8; 40];
+    b[0] = b'"';
+    two(&mut b, 1, y / 100);
+    two(&mut b, 3, y);
+    b[5] = b'-';
+    two(&mut b, 6, m);
+    b[8] = b'-';
+    two(&mut b, 9, d);
+    b[11] = b'T';
+    two(&mut b, 12, secs / 3600);
+    b[14] = b':';
+    two(&mut b, 15, secs / 60 % 60);
+    b[17] = b':';
+    two(&mut b, 18, secs % 60);
+    let mut len = 20;
+    if fsec != 0 {
+        // AppendSeconds: six digits, trailing zeros dropped (there is a non-zero one).
+        b[20] = b'.';
+        two(&mut b, 21, fsec / 10_000);
+        two(&mut b, 23, fsec / 100);
+        two(&mut b, 25, fsec);
+        len = 27;
+        while b[len - 1] == b'0' {
+            len -= 1;
+        }
+    }
+    if tz {
+        b[len..len + 6].copy_from_slice(b"+00:00");
+        len += 6;
+    }
+    b[len] = b'"';
+    push_block(out, &b, len + 1);
 }
 
 #[cfg(test)]
@@ -518,6 +668,46 @@ mod tests {
         assert!(push_binary_json(&mut out, BinaryKind::Numeric, Some(&bad[..9])).is_err());
     }
 
+    /// The fixed-block rendering of short numbers writes what the general one does, for random
+    /// numbers around its limits (weights -2 to 4, scales 0 to 17, up to 9 digits, both signs).
+    #[test]
+    fn short_numerics_match_the_general_rendering() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut short = 0;
+        for _ in 0..200_000 {
+            let weight = next(7) as i16 - 2;
+            let dscale = next(18) as i16;
+            let digits: Vec<u16> = (0..next(10))
+                .map(|_| match next(4) {
+                    0 => 0,
+                    1 => 9999,
+                    _ => next(10_000) as u16,
+                })
+                .collect();
+            let sign = if next(2) == 0 {
+                NUMERIC_POS
+            } else {
+                NUMERIC_NEG
+            };
+            let v = numeric(weight, sign, dscale, &digits);
+            let mut fast = b"x".to_vec();
+            push_binary_json(&mut fast, BinaryKind::Numeric, Some(&v)).unwrap();
+            let mut slow = b"x".to_vec();
+            push_any_numeric(&mut slow, &v, digits.len() as i16, weight, sign, dscale).unwrap();
+            assert_eq!(fast, slow, "{weight} {dscale} {digits:?}");
+            short += usize::from(
+                push_short_numeric(&mut Vec::new(), &v, weight, false, dscale).is_some(),
+            );
+        }
+        assert!(short > 50_000, "the short path was taken {short} times");
+    }
+
     #[test]
     fn timestamps_match_the_text_path() {
         let ts = |us: i64, tz: bool| {
@@ -549,6 +739,43 @@ mod tests {
             ts(9_223_371_331_199_999_999, false),
             text("294276-12-31 23:59:59.999999")
         );
+    }
+
+    /// The fixed-place rendering of years 1 to 9999 writes what the general one does, for
+    /// every day of those years at some time of day, fractions with 0 to 6 digits included.
+    #[test]
+    fn common_timestamps_match_the_general_rendering() {
+        let first = -730_119i64; // 0001-01-01, in days from 2000-01-01
+        let last = 2_921_939i64; // 9999-12-31
+                                 // Fractions of 0 to 6 digits, the day's ends, and one time that moves from day to day.
+        let fixed = [
+            0u64,
+            1,
+            10,
+            120_000,
+            999_999,
+            1_000_000,
+            86_399_999_999,
+            45_296_789_000,
+        ];
+        let mut moving = 0u64;
+        for day in (first..=last).step_by(13).chain([last]) {
+            moving = (moving + 7_919_777_123) % 86_400_000_000;
+            for t in fixed.iter().chain([&moving]) {
+                let us = day * USECS_PER_DAY + *t as i64;
+                let (days, time) = (us.div_euclid(USECS_PER_DAY), us.rem_euclid(USECS_PER_DAY));
+                let (y, m, d) = j2date((days + POSTGRES_EPOCH_JDATE) as u32);
+                assert!((1..=9999).contains(&y), "{us}");
+                let (secs, fsec) = ((time / 1_000_000) as u32, (time % 1_000_000) as u32);
+                for tz in [false, true] {
+                    let mut fast = b"x".to_vec();
+                    push_timestamp_json(&mut fast, us, tz).unwrap();
+                    let mut slow = b"x".to_vec();
+                    push_any_timestamp(&mut slow, (y, m, d), secs, fsec, tz);
+                    assert_eq!(fast, slow, "{us}");
+                }
+            }
+        }
     }
 
     #[test]

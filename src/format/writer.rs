@@ -13,14 +13,26 @@
 //! ```
 //! `pretty` puts each column of a row on its own line instead. Values are never reformatted: the
 //! writer only places rows that the caller has already rendered as compact JSON.
+//!
+//! Rows are rendered straight into a batch of about [`BATCH`] bytes, which goes to the output
+//! in one write: a row is about a hundred bytes, and a write per row (through the output's
+//! buffering, its dispatch and a copy) cost the dump more than rendering the row's numbers.
+//! Everything reaches the output in order; the batch is handed on by [`FixtureWriter::finish`],
+//! [`FixtureWriter::finish_rows`] and [`FixtureWriter::go_back`], so a writer dropped before
+//! one of those (the dump failed) leaves up to a batch unwritten.
 
 use std::io::{self, Write};
 
 use super::bytes::ShortRun;
 use super::copy_text::push_json_string;
 
+/// Bytes gathered before they are written to the output.
+const BATCH: usize = 64 * 1024;
+
 pub struct FixtureWriter<W: Write> {
     out: W,
+    /// Bytes not yet written to `out` (counted in `bytes` already).
+    batch: Vec<u8>,
     pretty: bool,
     tables: usize,
     rows_in_table: u64,
@@ -31,6 +43,7 @@ impl<W: Write> FixtureWriter<W> {
     pub fn new(out: W, pretty: bool) -> Self {
         FixtureWriter {
             out,
+            batch: Vec::new(),
             pretty,
             tables: 0,
             rows_in_table: 0,
@@ -75,7 +88,51 @@ impl<W: Write> FixtureWriter<W> {
 
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.bytes += b.len() as u64;
-        self.out.write_all(b)
+        if self.batch.len() + b.len() > BATCH {
+            self.write_batch()?;
+            if b.len() >= BATCH {
+                // A parallel dump's pieces: no point in copying them into the batch.
+                return self.out.write_all(b);
+            }
+        }
+        self.batch.extend_from_slice(b);
+        Ok(())
+    }
+
+    /// Writes the batch to the output.
+    fn write_batch(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.out.write_all(&self.batch);
+        self.batch.clear();
+        result
+    }
+
+    /// Starts a row in the batch; returns where it starts, for [`FixtureWriter::end_row`].
+    fn start_row(&mut self) -> usize {
+        if self.batch.capacity() == 0 {
+            // Room for a batch and the row that completes it, allocated once.
+            self.batch.reserve(BATCH + BATCH / 2);
+        }
+        let start = self.batch.len();
+        // Each branch is one fixed-size copy (see `format::bytes`).
+        if self.rows_in_table == 0 {
+            self.batch.extend_from_slice(b"\n    {");
+        } else {
+            self.batch.extend_from_slice(b",\n    {");
+        }
+        start
+    }
+
+    /// Counts the row rendered in the batch since `start`, and writes the batch once full.
+    fn end_row(&mut self, start: usize) -> io::Result<()> {
+        self.rows_in_table += 1;
+        self.bytes += (self.batch.len() - start) as u64;
+        if self.batch.len() >= BATCH {
+            self.write_batch()?;
+        }
+        Ok(())
     }
 
     /// Bytes written so far.
@@ -99,6 +156,7 @@ impl<W: Write> FixtureWriter<W> {
         mark: Mark,
         cut: impl FnOnce(&mut W, u64) -> io::Result<()>,
     ) -> io::Result<()> {
+        self.write_batch()?;
         self.out.flush()?;
         cut(&mut self.out, mark.bytes)?;
         self.tables = mark.tables;
@@ -118,36 +176,15 @@ impl<W: Write> FixtureWriter<W> {
     }
 
     /// Writes one row given as `(escaped key with quotes, rendered JSON value)` pairs.
-    pub fn row(&mut self, fields: &[(&[u8], &[u8])], scratch: &mut Vec<u8>) -> io::Result<()> {
-        self.row_from(fields.iter().copied(), scratch)
-    }
-
-    /// [`FixtureWriter::row`] with the keys and values in two slices of the same length.
-    pub fn row_columns(
-        &mut self,
-        keys: &[Vec<u8>],
-        values: &[Vec<u8>],
-        scratch: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        let fields = keys.iter().zip(values).map(|(k, v)| (&k[..], &v[..]));
-        self.row_from(fields, scratch)
-    }
-
-    fn row_from<'a>(
-        &mut self,
-        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-        scratch: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        scratch.clear();
-        self.push_row_start(scratch);
-        let mut n = 0;
-        for (i, (k, v)) in fields.enumerate() {
-            column_prefix(self.pretty, i, k, scratch);
-            scratch.extend_from_slice(v);
-            n += 1;
+    pub fn row(&mut self, fields: &[(&[u8], &[u8])]) -> io::Result<()> {
+        let start = self.start_row();
+        for (i, (k, v)) in fields.iter().enumerate() {
+            column_prefix(self.pretty, i, k, &mut self.batch);
+            self.batch.extend_from_slice(v);
         }
-        scratch.extend_from_slice(row_end(self.pretty, n));
-        self.put_row(scratch)
+        self.batch
+            .extend_from_slice(row_end(self.pretty, fields.len()));
+        self.end_row(start)
     }
 
     /// The bytes before each value of a row whose columns have these keys (escaped, with
@@ -173,41 +210,27 @@ impl<W: Write> FixtureWriter<W> {
 
     /// Writes one row whose values `value(i, buf)` appends to `buf` as compact JSON, column by
     /// column, in `layout`'s order: the same bytes as [`FixtureWriter::row`], without a buffer
-    /// per value.
+    /// per value. `value` is called for each column once, in order; when it fails, nothing of
+    /// the row is written.
     pub fn row_rendered<E: From<io::Error>>(
         &mut self,
         layout: &RowLayout,
-        scratch: &mut Vec<u8>,
         mut value: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
-        scratch.clear();
-        self.push_row_start(scratch);
+        let start = self.start_row();
         // Fixed-size appends (see `format::bytes`): a row is many short runs.
         for (i, prefix) in layout.prefixes.iter().enumerate() {
             match prefix {
-                Prefix::Short(run) => run.push_to(scratch),
-                Prefix::Long(p) => scratch.extend_from_slice(p),
+                Prefix::Short(run) => run.push_to(&mut self.batch),
+                Prefix::Long(p) => self.batch.extend_from_slice(p),
             }
-            value(i, scratch)?;
+            if let Err(e) = value(i, &mut self.batch) {
+                self.batch.truncate(start);
+                return Err(e);
+            }
         }
-        scratch.extend_from_slice(layout.end);
-        Ok(self.put_row(scratch)?)
-    }
-
-    /// Appends what opens a row: the separator from the previous row (if any), the new line
-    /// and indent, the brace. Each branch is one fixed-size copy (see `format::bytes`).
-    fn push_row_start(&self, out: &mut Vec<u8>) {
-        if self.rows_in_table == 0 {
-            out.extend_from_slice(b"\n    {");
-        } else {
-            out.extend_from_slice(b",\n    {");
-        }
-    }
-
-    fn put_row(&mut self, row: &[u8]) -> io::Result<()> {
-        self.rows_in_table += 1;
-        self.bytes += row.len() as u64;
-        self.out.write_all(row)
+        self.batch.extend_from_slice(layout.end);
+        Ok(self.end_row(start)?)
     }
 
     pub fn end_table(&mut self) -> io::Result<()> {
@@ -220,6 +243,7 @@ impl<W: Write> FixtureWriter<W> {
 
     /// Returns the inner writer of a [`FixtureWriter::rows_only`] writer (flushed).
     pub fn finish_rows(mut self) -> io::Result<W> {
+        self.write_batch()?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -231,6 +255,7 @@ impl<W: Write> FixtureWriter<W> {
         } else {
             self.put(b"\n}\n")?;
         }
+        self.write_batch()?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -289,12 +314,9 @@ mod tests {
     #[test]
     fn layout_is_one_row_per_line() {
         let mut w = FixtureWriter::new(Vec::new(), false);
-        let mut s = Vec::new();
         w.begin_table("users").unwrap();
-        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"\"a\"")], &mut s)
-            .unwrap();
-        w.row(&[(b"\"id\"", b"2"), (b"\"n\"", b"null")], &mut s)
-            .unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"\"a\"")]).unwrap();
+        w.row(&[(b"\"id\"", b"2"), (b"\"n\"", b"null")]).unwrap();
         w.end_table().unwrap();
         w.begin_table("s.t").unwrap();
         w.end_table().unwrap();
@@ -312,12 +334,11 @@ mod tests {
     #[test]
     fn rows_written_apart_are_appended_as_if_written_in_place() {
         for pretty in [false, true] {
-            let mut s = Vec::new();
             let mut whole = FixtureWriter::new(Vec::new(), pretty);
             whole.begin_table("t").unwrap();
-            whole.row(&[(b"\"id\"", b"1")], &mut s).unwrap();
-            whole.row(&[(b"\"id\"", b"2")], &mut s).unwrap();
-            whole.row(&[(b"\"id\"", b"3")], &mut s).unwrap();
+            whole.row(&[(b"\"id\"", b"1")]).unwrap();
+            whole.row(&[(b"\"id\"", b"2")]).unwrap();
+            whole.row(&[(b"\"id\"", b"3")]).unwrap();
             whole.end_table().unwrap();
             whole.begin_table("empty").unwrap();
             whole.end_table().unwrap();
@@ -326,7 +347,7 @@ mod tests {
             let part = |ids: &[&[u8]]| {
                 let mut w = FixtureWriter::rows_only(Vec::new(), pretty);
                 for id in ids {
-                    w.row(&[(b"\"id\"", id)], &mut s.clone()).unwrap();
+                    w.row(&[(b"\"id\"", id)]).unwrap();
                 }
                 (w.bytes(), w.finish_rows().unwrap())
             };
@@ -355,7 +376,6 @@ mod tests {
     #[test]
     fn rendered_rows_are_the_same_bytes() {
         for pretty in [false, true] {
-            let mut s = Vec::new();
             let mut a = FixtureWriter::new(Vec::new(), pretty);
             let mut b = FixtureWriter::new(Vec::new(), pretty);
             let keys: [&[u8]; 2] = [b"\"id\"", b"\"n\""];
@@ -365,15 +385,15 @@ mod tests {
                 a.begin_table(t).unwrap();
                 b.begin_table(t).unwrap();
                 for (id, n) in [(&b"1"[..], &b"\"x\""[..]), (b"2", b"null")] {
-                    a.row(&[(keys[0], id), (keys[1], n)], &mut s).unwrap();
-                    b.row_rendered(&layout, &mut s, |i, buf| {
+                    a.row(&[(keys[0], id), (keys[1], n)]).unwrap();
+                    b.row_rendered(&layout, |i, buf| {
                         buf.extend_from_slice([id, n][i]);
                         Ok::<(), io::Error>(())
                     })
                     .unwrap();
                 }
-                a.row(&[], &mut s).unwrap();
-                b.row_rendered(&empty, &mut s, |_, _| Ok::<(), io::Error>(()))
+                a.row(&[]).unwrap();
+                b.row_rendered(&empty, |_, _| Ok::<(), io::Error>(()))
                     .unwrap();
                 a.end_table().unwrap();
                 b.end_table().unwrap();
@@ -386,10 +406,8 @@ mod tests {
     #[test]
     fn pretty_and_empty_documents() {
         let mut w = FixtureWriter::new(Vec::new(), true);
-        let mut s = Vec::new();
         w.begin_table("t").unwrap();
-        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"[1,2]")], &mut s)
-            .unwrap();
+        w.row(&[(b"\"id\"", b"1"), (b"\"n\"", b"[1,2]")]).unwrap();
         w.end_table().unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(
@@ -398,5 +416,80 @@ mod tests {
         );
         let empty = FixtureWriter::new(Vec::new(), false).finish().unwrap();
         assert_eq!(empty, b"{}\n");
+    }
+
+    /// An output that records each write, to see what reaches it and when.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rows_reach_the_output_in_batches_and_in_order() {
+        let mut w = FixtureWriter::new(Writes::default(), false);
+        let layout = w.layout([&b"\"id\""[..]].into_iter());
+        w.begin_table("t").unwrap();
+        let rows = 20_000;
+        for id in 0..rows {
+            w.row_rendered(&layout, |_, buf| {
+                buf.extend_from_slice(id.to_string().as_bytes());
+                Ok::<(), io::Error>(())
+            })
+            .unwrap();
+        }
+        // A failed row leaves nothing behind, the batch before it included.
+        let failed = w.row_rendered(&layout, |_, buf| {
+            buf.extend_from_slice(b"partial");
+            Err(io::Error::other("bad value"))
+        });
+        assert!(failed.is_err());
+        let piece = vec![b' '; BATCH + 1];
+        w.append_rows(&piece).unwrap();
+        w.end_table().unwrap();
+        let bytes = w.bytes();
+        let out = w.finish().unwrap();
+        assert!(out.0.iter().all(|b| b.len() <= BATCH + BATCH / 2));
+        assert!(out.0.len() < 10, "{} writes", out.0.len());
+        assert!(out.0.contains(&piece), "a large piece is written as it is");
+        let all = out.0.concat();
+        assert_eq!(bytes + 3, all.len() as u64);
+        let text = String::from_utf8(all).unwrap();
+        assert!(!text.contains("partial"));
+        let expected: Vec<String> = (0..rows).map(|id| format!("{{\"id\":{id}}}")).collect();
+        assert!(text.starts_with(&format!("{{\n  \"t\": [\n    {}", expected.join(",\n    "))));
+    }
+
+    #[test]
+    fn going_back_writes_the_batch_first_and_cuts_it() {
+        let mut w = FixtureWriter::new(Vec::new(), false);
+        w.begin_table("t").unwrap();
+        w.row(&[(b"\"id\"", b"1")]).unwrap();
+        let mark = w.mark();
+        w.row(&[(b"\"id\"", b"2")]).unwrap();
+        w.go_back(mark, |out, len| {
+            assert_eq!(
+                out.len() as u64,
+                len + 14,
+                "the batch was written before the cut"
+            );
+            out.truncate(len as usize);
+            Ok(())
+        })
+        .unwrap();
+        w.row(&[(b"\"id\"", b"3")]).unwrap();
+        w.end_table().unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"t\": [\n    {\"id\":1},\n    {\"id\":3}\n  ]\n}\n"
+        );
     }
 }
