@@ -15,7 +15,8 @@ use diesel::pg::PgConnection;
 
 use super::{KeyOrder, PartRange};
 use crate::backend::pg_copy::{copy_out, copy_out_binary, CopyError};
-use crate::catalog::{quote_ident, Column, Table, ValueKind};
+use crate::backend::Connection;
+use crate::catalog::{quote_ident, Column, Table, TableKind, ValueKind};
 use crate::error::{describe_diesel, Error, Result};
 use crate::format::copy_binary::{push_binary_json, BinaryKind};
 use crate::format::copy_text::{push_json_string, CopyRow};
@@ -114,6 +115,138 @@ fn select_source(
         "(SELECT {list} FROM {}{filter}{order})",
         table.own_rows_sql()
     )
+}
+
+/// Tables whose heap holds fewer bytes are read in key order by a serial dump: reading their
+/// pages saves little, and a probe costs a query.
+pub(super) const STORED_ORDER_MIN_BYTES: i64 = 8 << 20;
+
+/// Whether the server has TID range scans (PostgreSQL 14+), without which a range of pages is
+/// read by scanning the whole table.
+pub(super) fn has_tid_range_scans(conn: &mut Connection) -> Result<bool> {
+    if conn.as_pg().is_none() {
+        return Ok(false);
+    }
+    let version: i64 =
+        conn.query_json("SELECT to_json(current_setting('server_version_num')::int)::text AS j")?;
+    Ok(version >= 140000)
+}
+
+/// Bytes in an ordinary table's heap.
+pub(super) fn heap_bytes(conn: &mut Connection, table: &Table) -> Result<i64> {
+    conn.query_json(&format!(
+        "SELECT to_json(pg_relation_size({}::regclass))::text AS j",
+        crate::catalog::quote_literal(&table.name.sql())
+    ))
+}
+
+/// Pages whose keys are read to see whether a table is stored in key order (see
+/// [`stored_in_key_order`]).
+const ORDER_PROBES: i64 = 32;
+/// The first primary-key column when it is a (small/big) integer: ranges of it follow the
+/// dump's row order.
+pub(super) fn split_column(table: &Table) -> Option<&str> {
+    let first = table.primary_key.first()?;
+    let column = table.columns.iter().find(|c| &c.name == first)?;
+    matches!(
+        BinaryKind::for_column(column.kind, column.base_type),
+        Some(BinaryKind::Int2 | BinaryKind::Int4 | BinaryKind::Int8)
+    )
+    .then_some(first.as_str())
+}
+
+/// The field of the key in a table's COPY rows when a range of its pages can be read in stored
+/// order and checked: an ordinary table (a partitioned one's rows are in its partitions' pages),
+/// read in binary, whose primary key is one integer column (so key order is that column's
+/// order).
+pub(super) fn key_field(table: &Table) -> Option<usize> {
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    (table.kind == TableKind::Ordinary && split_column(table).is_some() && reads_binary(table))
+        .then(|| table.stored_columns().position(|c| &c.name == key))
+        .flatten()
+}
+
+/// Whether `table`'s rows seem to be stored in the order of its key `column` (`size`: its heap
+/// bytes). Only then are its pages read in stored order: the check while reading is what makes
+/// the output right, but a table found out of order late is read twice.
+///
+/// - The last ANALYZE saw disorder (`pg_stats.correlation` below 1): no.
+/// - It saw order and nothing was written since (`n_mod_since_analyze`): yes.
+/// - No statistics, or stale ones, and the table was only ever inserted into (no update or
+///   delete in its cumulative counters: an update moves a row's new version, within its page or
+///   to another, and a delete's room is filled by later rows) — the usual state of a freshly
+///   seeded database: rows are stored in the order they were inserted, and a probe checks that
+///   it is key order: the lowest and highest keys on [`ORDER_PROBES`] pages spread over the heap
+///   must rise from page to page (one query of single-page TID range scans).
+/// - Else (updated since its statistics, or no counters): no.
+///
+/// Counters reset (`pg_stat_reset`) or not yet reported can only make a table look in order
+/// when it is not: that costs the second read, never the output.
+pub(super) fn stored_in_key_order(
+    conn: &mut Connection,
+    table: &Table,
+    column: &str,
+    size: i64,
+) -> Result<bool> {
+    let lit = crate::catalog::quote_literal;
+    let relation = lit(&table.name.sql());
+    let (correlation, modified, rewritten): (Option<f64>, Option<i64>, Option<i64>) = conn
+        .query_json(&format!(
+            "SELECT json_build_array((SELECT correlation FROM pg_stats \
+               WHERE schemaname = {} AND tablename = {} AND attname = {} AND NOT inherited), \
+             s.n_mod_since_analyze, s.n_tup_upd + s.n_tup_del)::text AS j \
+             FROM (SELECT) one LEFT JOIN pg_stat_all_tables s ON s.relid = {relation}::regclass",
+            lit(&table.name.schema),
+            lit(&table.name.name),
+            lit(column),
+        ))?;
+    match (correlation, modified, rewritten) {
+        (Some(c), _, _) if c < 0.99999 => return Ok(false),
+        (Some(_), Some(0), _) => return Ok(true),
+        (_, _, Some(0)) => {}
+        _ => return Ok(false),
+    }
+    let pages = (size / 8192).max(1);
+    let mut sample: Vec<i64> = (0..ORDER_PROBES)
+        .map(|i| (pages - 1) * i / (ORDER_PROBES - 1))
+        .collect();
+    sample.dedup();
+    let key = quote_ident(column);
+    let from = table.own_rows_sql();
+    let probes: Vec<String> = sample
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            format!(
+                "SELECT {n} AS n, min({key})::int8 AS lo, max({key})::int8 AS hi FROM {from} \
+                 WHERE ctid >= '({p},0)'::tid AND ctid < '({},0)'::tid",
+                p + 1
+            )
+        })
+        .collect();
+    let keys: Vec<(Option<i64>, Option<i64>)> = conn.query_json(&format!(
+        "SELECT coalesce(json_agg(json_build_array(lo, hi) ORDER BY n), '[]')::text AS j \
+         FROM ({}) probes",
+        probes.join(" UNION ALL ")
+    ))?;
+    Ok(keys_rise(
+        keys.into_iter().filter_map(|(lo, hi)| Some((lo?, hi?))),
+    ))
+}
+
+/// Whether each page's lowest key is above the previous page's highest (`(lowest, highest)` by
+/// page, in heap order; empty pages left out).
+fn keys_rise(pages: impl Iterator<Item = (i64, i64)>) -> bool {
+    let mut previous: Option<i64> = None;
+    for (lo, hi) in pages {
+        if previous.is_some_and(|p| lo <= p) {
+            return false;
+        }
+        previous = Some(hi);
+    }
+    true
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,4 +414,19 @@ impl<W: Write> RowOut<'_, W> {
 
 fn io_err(msg: String) -> std::io::Error {
     std::io::Error::other(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_rise_only_from_page_to_page() {
+        assert!(keys_rise([].into_iter()));
+        assert!(keys_rise([(1, 5), (6, 9), (20, 20)].into_iter()));
+        // A page's lowest key at or below the previous page's highest.
+        assert!(!keys_rise([(1, 5), (5, 9)].into_iter()));
+        assert!(!keys_rise([(1, 5), (6, 9), (2, 3)].into_iter()));
+        assert!(!keys_rise([(10, 20), (1, 30)].into_iter()));
+    }
 }
