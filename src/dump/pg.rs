@@ -311,10 +311,13 @@ pub(super) fn dump_table<W: Write>(
                 }
                 // emit asks for the values in order: one pass over the row.
                 let mut fields = row.fields();
-                out.emit(|i, buf| {
-                    push_binary_json(buf, kinds[i], fields.next().flatten())
-                        .map_err(|e| io_err(e.0))
-                })
+                out.emit(
+                    #[inline(always)]
+                    |i, buf| {
+                        push_binary_json(buf, kinds[i], fields.next().flatten())
+                            .map_err(|e| io_err(e.0))
+                    },
+                )
             })
         }
         Read::Text => {

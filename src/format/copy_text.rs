@@ -266,17 +266,20 @@ pub fn push_json_string(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
     // Eight bytes at a time up to the first word holding a byte to escape (most strings have
     // none): a byte-by-byte search was the larger part of rendering short strings.
-    let clean = value
+    let words = value
         .chunks_exact(8)
         .take_while(|w| !needs_escape(u64::from_le_bytes((*w).try_into().expect("8 bytes"))))
         .count()
         * 8;
+    let special = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
+    let clean = value[words..]
+        .iter()
+        .position(special)
+        .map_or(value.len(), |p| words + p);
+    // Up to the first byte to escape (usually the whole string) in one copy.
     out.extend_from_slice(&value[..clean]);
     let mut rest = &value[clean..];
-    while let Some(p) = rest
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(p) = rest.iter().position(special) {
         out.extend_from_slice(&rest[..p]);
         let b = rest[p];
         match b {

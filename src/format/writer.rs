@@ -212,6 +212,7 @@ impl<W: Write> FixtureWriter<W> {
     /// column, in `layout`'s order: the same bytes as [`FixtureWriter::row`], without a buffer
     /// per value. `value` is called for each column once, in order; when it fails, nothing of
     /// the row is written.
+    #[inline(always)]
     pub fn row_rendered<E: From<io::Error>>(
         &mut self,
         layout: &RowLayout,
