@@ -490,6 +490,8 @@ impl<'a> Iterator for BinaryFields<'a> {
         let (len, rest) = self.rest.split_first_chunk::<4>()?;
         let len = i32::from_be_bytes(*len);
         let Ok(len) = usize::try_from(len) else {
+            // -1, NULL: other lengths were refused when the row was found.
+            debug_assert_eq!(len, -1);
             self.rest = rest;
             return Some(None);
         };

@@ -23,10 +23,10 @@ use std::path::{Path, PathBuf};
 use crate::backend::{Connection, TxMode};
 use crate::catalog::{Catalog, Table};
 use crate::error::{Error, Result};
-use crate::format::writer::FixtureWriter;
+use crate::format::writer::{FixtureWriter, Mark};
 use crate::mask::{MaskOptions, MaskPlan, TableMask};
 use crate::order::{self, FkEdge};
-use crate::progress::Progress;
+use crate::progress::{NoProgress, Progress};
 use crate::subset::{self, RowFilter, SubsetOptions};
 
 /// Which tables to dump and how to lay them out.
@@ -111,15 +111,25 @@ fn dump_buffered(
     }
     conn.transaction(TxMode::Snapshot, |conn| {
         let (catalog, tables, filters, masks) = plan(conn, opts, progress)?;
-        let by_pages = out.can_truncate() && pg::has_tid_range_scans(conn)?;
+        // The heap sizes of the tables that could be read in stored order, in one query.
+        let mut sizes: HashMap<usize, i64> = HashMap::new();
+        if out.can_truncate() && pg::has_tid_range_scans(conn)? {
+            let candidates: Vec<usize> = tables
+                .iter()
+                .copied()
+                .filter(|&t| filters.of(t).is_none() && pg::key_field(&catalog.tables[t]).is_some())
+                .collect();
+            let of: Vec<&Table> = candidates.iter().map(|&t| &catalog.tables[t]).collect();
+            sizes.extend(candidates.into_iter().zip(pg::heap_bytes(conn, &of)?));
+        }
         let mut w = FixtureWriter::new(out, opts.pretty);
         let mut rows = 0;
         for &t in &tables {
             let table = &catalog.tables[t];
             let (only, mask) = (filters.of(t), masks.table(t));
-            rows += match only {
-                None if by_pages => {
-                    dump_table_by_pages(conn, table, mask, &mut w, progress, shown)?
+            rows += match sizes.get(&t) {
+                Some(&size) if size >= pg::STORED_ORDER_MIN_BYTES => {
+                    dump_table_by_pages(conn, table, size, mask, &mut w, progress, shown)?
                 }
                 _ => dump_table(conn, table, only, mask, &mut w, progress, shown)?,
             };
@@ -344,7 +354,8 @@ fn dump_table<W: Write>(
     Ok(rows)
 }
 
-/// [`dump_table`] for an output that can be cut back, on PostgreSQL 14+: a large table that
+/// [`dump_table`] for an output that can be cut back, on PostgreSQL 14+, of a table of `size`
+/// heap bytes (at least [`pg::STORED_ORDER_MIN_BYTES`]) that is whole in the dump: one that
 /// seems stored in key order (see [`pg::stored_in_key_order`]) is read in stored order, its
 /// pages one after the other without `ORDER BY` (a TID range scan: the server skips the key's
 /// index, about a quarter of its work on such tables), each key checked against the one before.
@@ -353,6 +364,7 @@ fn dump_table<W: Write>(
 fn dump_table_by_pages(
     conn: &mut Connection,
     table: &Table,
+    size: i64,
     mask: &TableMask,
     w: &mut FixtureWriter<&mut dyn Output>,
     progress: &dyn Progress,
@@ -360,10 +372,7 @@ fn dump_table_by_pages(
 ) -> Result<u64> {
     let candidate = match pg::key_field(table).zip(pg::split_column(table)) {
         Some((field, column)) => {
-            let size = pg::heap_bytes(conn, table)?;
-            (size >= pg::STORED_ORDER_MIN_BYTES
-                && pg::stored_in_key_order(conn, table, column, size)?)
-            .then_some(field)
+            pg::stored_in_key_order(conn, table, column, size)?.then_some(field)
         }
         None => None,
     };
@@ -387,36 +396,44 @@ fn dump_table_by_pages(
         progress,
         path,
     )?;
-    let rows = if order.follows(None) {
-        shown
-    } else {
-        w.go_back(mark, |out, len| {
-            out.truncate(len).unwrap_or_else(|| {
-                Err(std::io::Error::other(
-                    "internal error: this output cannot go back to re-read a table",
-                ))
-            })
+    if !order.follows(None) {
+        return read_again_in_key_order(conn, table, mask, w, mark, shown, progress, path);
+    }
+    w.end_table().map_err(io)?;
+    progress.table_finished(&table.key, shown);
+    Ok(shown)
+}
+
+/// A table read in stored order whose keys broke key order: cuts it off the output (back to
+/// `mark`, taken before the table) and reads it whole again, in key order, on `conn` (the same
+/// snapshot). Returns its rows (`shown_rows` of them were already shown as progress).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn read_again_in_key_order(
+    conn: &mut Connection,
+    table: &Table,
+    mask: &TableMask,
+    w: &mut FixtureWriter<&mut dyn Output>,
+    mark: Mark,
+    shown_rows: u64,
+    progress: &dyn Progress,
+    path: &str,
+) -> Result<u64> {
+    let io = |e| Error::io(path, e);
+    w.go_back(mark, |out, len| {
+        out.truncate(len).unwrap_or_else(|| {
+            Err(std::io::Error::other(
+                "internal error: this output cannot go back to re-read a table",
+            ))
         })
-        .map_err(io)?;
-        progress.message(&format!(
-            "{}: its rows are not stored in key order; reading it again in key order",
-            table.key
-        ));
-        w.begin_table(&table.key).map_err(io)?;
-        let rows = table_rows(
-            conn,
-            table,
-            None,
-            None,
-            None,
-            mask,
-            w,
-            &crate::progress::NoProgress,
-            path,
-        )?;
-        progress.rows(rows.saturating_sub(shown));
-        rows
-    };
+    })
+    .map_err(io)?;
+    progress.message(&format!(
+        "{}: its rows are not stored in key order; reading it again in key order",
+        table.key
+    ));
+    w.begin_table(&table.key).map_err(io)?;
+    let rows = table_rows(conn, table, None, None, None, mask, w, &NoProgress, path)?;
+    progress.rows(rows.saturating_sub(shown_rows));
     w.end_table().map_err(io)?;
     progress.table_finished(&table.key, rows);
     Ok(rows)

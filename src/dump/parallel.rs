@@ -557,38 +557,18 @@ fn read_again(
     progress: &dyn Progress,
     shown: &str,
 ) -> Result<u64> {
-    let io = |e| Error::io(shown, e);
     shared.abandoned[part.position].store(true, Ordering::Release);
     let t = job.tables[part.position];
-    let table = job.table(part.position);
-    w.go_back(mark, |out, len| {
-        out.truncate(len).unwrap_or_else(|| {
-            Err(std::io::Error::other(
-                "internal error: this output cannot go back to re-read a table",
-            ))
-        })
-    })
-    .map_err(io)?;
-    progress.message(&format!(
-        "{}: its rows are not stored in key order; reading it again in key order",
-        table.key
-    ));
-    w.begin_table(&table.key).map_err(io)?;
-    let rows = table_rows(
+    super::read_again_in_key_order(
         conn,
-        table,
-        None,
-        None,
-        None,
+        job.table(part.position),
         job.masks.table(t),
         w,
-        &NoProgress,
+        mark,
+        shown_rows,
+        progress,
         shown,
-    )?;
-    progress.rows(rows.saturating_sub(shown_rows));
-    w.end_table().map_err(io)?;
-    progress.table_finished(&table.key, rows);
-    Ok(rows)
+    )
 }
 
 /// Gives back what a part held without writing it.

@@ -132,11 +132,21 @@ pub(super) fn has_tid_range_scans(conn: &mut Connection) -> Result<bool> {
     Ok(version >= 140000)
 }
 
-/// Bytes in an ordinary table's heap.
-pub(super) fn heap_bytes(conn: &mut Connection, table: &Table) -> Result<i64> {
+/// Bytes in each of these ordinary tables' heaps, in one query.
+pub(super) fn heap_bytes(conn: &mut Connection, tables: &[&Table]) -> Result<Vec<i64>> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sizes: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            let name = crate::catalog::quote_literal(&t.name.sql());
+            format!("pg_relation_size({name}::regclass)")
+        })
+        .collect();
     conn.query_json(&format!(
-        "SELECT to_json(pg_relation_size({}::regclass))::text AS j",
-        crate::catalog::quote_literal(&table.name.sql())
+        "SELECT json_build_array({})::text AS j",
+        sizes.join(", ")
     ))
 }
 
@@ -192,23 +202,24 @@ pub(super) fn stored_in_key_order(
 ) -> Result<bool> {
     let lit = crate::catalog::quote_literal;
     let relation = lit(&table.name.sql());
-    let (correlation, modified, rewritten): (Option<f64>, Option<i64>, Option<i64>) = conn
-        .query_json(&format!(
-            "SELECT json_build_array((SELECT correlation FROM pg_stats \
+    type Facts = (Option<f64>, Option<i64>, Option<i64>, i64);
+    let (correlation, modified, rewritten, block): Facts = conn.query_json(&format!(
+        "SELECT json_build_array((SELECT correlation FROM pg_stats \
                WHERE schemaname = {} AND tablename = {} AND attname = {} AND NOT inherited), \
-             s.n_mod_since_analyze, s.n_tup_upd + s.n_tup_del)::text AS j \
+             s.n_mod_since_analyze, s.n_tup_upd + s.n_tup_del, \
+             current_setting('block_size')::int8)::text AS j \
              FROM (SELECT) one LEFT JOIN pg_stat_all_tables s ON s.relid = {relation}::regclass",
-            lit(&table.name.schema),
-            lit(&table.name.name),
-            lit(column),
-        ))?;
+        lit(&table.name.schema),
+        lit(&table.name.name),
+        lit(column),
+    ))?;
     match (correlation, modified, rewritten) {
         (Some(c), _, _) if c < 0.99999 => return Ok(false),
         (Some(_), Some(0), _) => return Ok(true),
         (_, _, Some(0)) => {}
         _ => return Ok(false),
     }
-    let pages = (size / 8192).max(1);
+    let pages = (size / block.max(1)).max(1);
     let mut sample: Vec<i64> = (0..ORDER_PROBES)
         .map(|i| (pages - 1) * i / (ORDER_PROBES - 1))
         .collect();
@@ -314,8 +325,10 @@ pub(super) fn dump_table<W: Write>(
                 out.emit(
                     #[inline(always)]
                     |i, buf| {
-                        push_binary_json(buf, kinds[i], fields.next().flatten())
-                            .map_err(|e| io_err(e.0))
+                        let field = fields.next().ok_or_else(|| {
+                            io_err("COPY row has fewer fields than it announced".into())
+                        })?;
+                        push_binary_json(buf, kinds[i], field).map_err(|e| io_err(e.0))
                     },
                 )
             })

@@ -19,7 +19,8 @@
 //! buffering, its dispatch and a copy) cost the dump more than rendering the row's numbers.
 //! Everything reaches the output in order; the batch is handed on by [`FixtureWriter::finish`],
 //! [`FixtureWriter::finish_rows`] and [`FixtureWriter::go_back`], so a writer dropped before
-//! one of those (the dump failed) leaves up to a batch unwritten.
+//! one of those (the dump failed) leaves up to a batch unwritten. After an error from the
+//! output the writer is done: its byte count includes the batch that was lost.
 
 use std::io::{self, Write};
 
