@@ -38,7 +38,7 @@ use super::{
     pg, plan, table_rows, DumpOptions, DumpSummary, Filters, KeyOrder, KeyRange, Output, PartRange,
 };
 use crate::backend::{Connection, DatabaseUrl, TxMode};
-use crate::catalog::{quote_ident, Catalog, Table, TableKind};
+use crate::catalog::{quote_ident, Catalog, Table};
 use crate::error::{Error, Result};
 use crate::format::writer::{FixtureWriter, Mark};
 use crate::mask::MaskPlan;
@@ -288,29 +288,11 @@ fn split(
         .filter_map(|(position, &t)| Some((position, pg::split_column(&catalog.tables[t])?)))
         .collect();
     // The heap sizes of the candidates (partitions summed), in one query.
-    let sizes: Vec<i64> = if candidates.is_empty() {
-        Vec::new()
-    } else {
-        let exprs: Vec<String> = candidates
-            .iter()
-            .map(|&(position, _)| {
-                let table = &catalog.tables[tables[position]];
-                let name = crate::catalog::quote_literal(&table.name.sql());
-                match table.kind {
-                    // pg_partition_tree lists nothing for an ordinary table.
-                    TableKind::Ordinary => format!("pg_relation_size({name}::regclass)"),
-                    TableKind::Partitioned => format!(
-                        "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
-                         FROM pg_partition_tree({name}::regclass))::int8"
-                    ),
-                }
-            })
-            .collect();
-        conn.query_json(&format!(
-            "SELECT json_build_array({})::text AS j",
-            exprs.join(", ")
-        ))?
-    };
+    let of: Vec<&Table> = candidates
+        .iter()
+        .map(|&(position, _)| &catalog.tables[tables[position]])
+        .collect();
+    let sizes = pg::heap_bytes(conn, &of)?;
     let mut ranges: BTreeMap<usize, Vec<PartRange>> = BTreeMap::new();
     for (&(position, column), &size) in candidates.iter().zip(&sizes) {
         if size >= SPLIT_MIN_BYTES {

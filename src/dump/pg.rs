@@ -132,7 +132,7 @@ pub(super) fn has_tid_range_scans(conn: &mut Connection) -> Result<bool> {
     Ok(version >= 140000)
 }
 
-/// Bytes in each of these ordinary tables' heaps, in one query.
+/// Bytes in each of these tables' heaps (a partitioned table's partitions summed), in one query.
 pub(super) fn heap_bytes(conn: &mut Connection, tables: &[&Table]) -> Result<Vec<i64>> {
     if tables.is_empty() {
         return Ok(Vec::new());
@@ -141,7 +141,14 @@ pub(super) fn heap_bytes(conn: &mut Connection, tables: &[&Table]) -> Result<Vec
         .iter()
         .map(|t| {
             let name = crate::catalog::quote_literal(&t.name.sql());
-            format!("pg_relation_size({name}::regclass)")
+            match t.kind {
+                // pg_partition_tree lists nothing for an ordinary table.
+                TableKind::Ordinary => format!("pg_relation_size({name}::regclass)"),
+                TableKind::Partitioned => format!(
+                    "(SELECT coalesce(sum(pg_relation_size(relid)), 0) \
+                     FROM pg_partition_tree({name}::regclass))::int8"
+                ),
+            }
         })
         .collect();
     conn.query_json(&format!(
@@ -229,11 +236,15 @@ pub(super) fn stored_in_key_order(
     let probes: Vec<String> = sample
         .iter()
         .enumerate()
-        .map(|(n, p)| {
+        .map(|(n, &p)| {
+            let page = PartRange::Pages {
+                from: p as u32,
+                to: Some(p as u32 + 1),
+            };
             format!(
                 "SELECT {n} AS n, min({key})::int8 AS lo, max({key})::int8 AS hi FROM {from} \
-                 WHERE ctid >= '({p},0)'::tid AND ctid < '({},0)'::tid",
-                p + 1
+                 WHERE {}",
+                page.condition()
             )
         })
         .collect();

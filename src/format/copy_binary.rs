@@ -210,13 +210,16 @@ const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 
+/// The `i`th 16-bit word of numeric_send's form, if there is one.
+fn numeric_word(v: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*v.get(2 * i)?, *v.get(2 * i + 1)?]))
+}
+
 /// numeric_send's form (ndigits, weight, sign, dscale, then base-10000 digits, all 16-bit) to
 /// numeric_out's text, as `push_json` writes it for a number: the digits bare, `"NaN"`,
 /// `"Infinity"` and `"-Infinity"` quoted.
 fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError> {
-    let word = |i: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*v.get(2 * i)?, *v.get(2 * i + 1)?]))
-    };
+    let word = |i: usize| numeric_word(v, i);
     let (Some(ndigits), Some(weight), Some(sign), Some(dscale)) =
         (word(0), word(1), word(2), word(3))
     else {
@@ -242,7 +245,7 @@ fn push_numeric_json(out: &mut Vec<u8>, v: &[u8]) -> Result<(), BinaryValueError
         NUMERIC_POS | NUMERIC_NEG => {}
         _ => return Err(bad("numeric", v)),
     }
-    if let Some(()) = push_short_numeric(out, v, weight, sign == NUMERIC_NEG, dscale) {
+    if push_short_numeric(out, v, weight, sign == NUMERIC_NEG, dscale).is_some() {
         return Ok(());
     }
     push_any_numeric(out, v, ndigits, weight, sign, dscale)
@@ -257,9 +260,7 @@ fn push_any_numeric(
     sign: u16,
     dscale: i16,
 ) -> Result<(), BinaryValueError> {
-    let word = |i: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*v.get(2 * i)?, *v.get(2 * i + 1)?]))
-    };
+    let word = |i: usize| numeric_word(v, i);
     let ndigits = ndigits as i32;
     let digit = |d: i32| -> Result<u16, BinaryValueError> {
         if d < 0 || d >= ndigits {
