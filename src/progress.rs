@@ -12,6 +12,10 @@ pub trait Progress {
     fn table_finished(&self, _table: &str, _rows: u64) {}
     /// A free-form status line (for example "realigning sequences").
     fn message(&self, _text: &str) {}
+    /// Something the user should know about how the work was done, worth a line even when
+    /// nothing else is shown (a table read again in key order, a table a parallel worker could
+    /// not read).
+    fn note(&self, _text: &str) {}
 }
 
 /// Reports nothing.

@@ -360,7 +360,8 @@ fn dump(
     let bars = term::Bars::for_stderr(msg.quiet);
     let progress: &dyn Progress = match &bars {
         Some(b) => b,
-        None => &NoProgress,
+        None if msg.quiet => &NoProgress,
+        None => &term::NotesOnly,
     };
     if a.subset.plan {
         let plan = dbfixtures::dump::subset_plan(conn, opts, progress)?;

@@ -61,6 +61,19 @@ impl Progress for Bars {
     fn message(&self, text: &str) {
         eprintln!("{text}");
     }
+
+    fn note(&self, text: &str) {
+        self.message(text);
+    }
+}
+
+/// Without bars (stderr is not a terminal): only the notes, one line each.
+pub struct NotesOnly;
+
+impl Progress for NotesOnly {
+    fn note(&self, text: &str) {
+        eprintln!("{text}");
+    }
 }
 
 /// `1 row`, `2 rows`, `0 rows`: every count in a message agrees with its noun. The nouns used

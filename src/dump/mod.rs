@@ -427,7 +427,7 @@ pub(super) fn read_again_in_key_order(
         })
     })
     .map_err(io)?;
-    progress.message(&format!(
+    progress.note(&format!(
         "{}: its rows are not stored in key order; reading it again in key order",
         table.key
     ));

@@ -24,7 +24,12 @@
 //!   to the output as it is read; a part read ahead of its turn is held in memory (at most
 //!   [`HELD_IN_MEMORY`] bytes for all workers together) and beyond that in an anonymous
 //!   temporary file, until its turn. Memory stays flat whatever the table sizes.
-//! - A failure in any worker stops the others (at their next piece of output) and fails the
+//! - Workers only help: the leading connection holds every table's lock and the snapshot, and
+//!   reads itself, in its turn, any part a worker could not (a database error before any of the
+//!   part's output left the worker: above all a lock request that would wait behind DDL queued
+//!   on the dump's own lock), with the rest of that table; and every part when no worker could
+//!   connect. Each such fallback is reported as a [`Progress::note`].
+//! - Any other failure in a worker stops the others (at their next piece of output) and fails the
 //!   dump; nothing is left at the output path (the caller writes to a temporary file). With one
 //!   file per table (`-o DIR/`), each file still appears only when complete.
 
@@ -56,8 +61,9 @@ const PIECE: usize = 128 * 1024;
 /// Rendered bytes all workers together may hold in memory while their parts wait for their
 /// turn; beyond that they go to a temporary file.
 const HELD_IN_MEMORY: usize = 16 << 20;
-/// How long a worker waits for a table lock before failing the dump (see [`Job::connect`]).
-const WORKER_LOCK_TIMEOUT: &str = "5s";
+/// How long a worker waits for a table lock before leaving the table to the leading connection
+/// (see [`Job::begin`]): any wait is one that would last until the dump ends.
+const WORKER_LOCK_TIMEOUT: &str = "200ms";
 /// Pieces in flight between the workers and the writing thread.
 const CHANNEL: usize = 16;
 /// Piece buffers kept for reuse: enough for everything held and in flight, so that memory is
@@ -88,6 +94,15 @@ enum Msg {
         rows: u64,
         order: Option<KeyOrder>,
     },
+    /// A part a worker could not read (its table locked against it): the leading connection
+    /// reads it in its turn. `why` comes with the first of a table's parts.
+    Refused {
+        part: usize,
+        why: Option<Error>,
+    },
+    /// A worker could not open its connection (a connection limit): the others, and in the end
+    /// the leading connection, read its share.
+    NoConnection(Error),
     Failed(Error),
 }
 
@@ -112,6 +127,9 @@ struct Shared {
     /// By table position: the table's stored order was found not to be key order and the
     /// writing thread reads it again itself; workers skip its parts.
     abandoned: Vec<AtomicBool>,
+    /// By table position: a worker found the table locked against it (a request queued behind
+    /// the dump's own lock); workers leave its parts to the leading connection.
+    refused: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -153,6 +171,7 @@ pub(super) fn dump_buffered(
             held: AtomicUsize::new(0),
             pool: Mutex::new(Vec::new()),
             abandoned: job.tables.iter().map(|_| AtomicBool::new(false)).collect(),
+            refused: job.tables.iter().map(|_| AtomicBool::new(false)).collect(),
         };
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
@@ -197,37 +216,27 @@ impl Job<'_> {
     }
 
     /// A connection in a read-only transaction on the leading connection's snapshot.
+    fn connect(&self) -> Result<Connection> {
+        let mut conn = Connection::open(self.url, false)?;
+        self.begin(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Starts the worker's transaction on the leading connection's snapshot (again, after a
+    /// lock timeout aborted the previous one: the snapshot stays importable while the leading
+    /// transaction is open).
     ///
     /// The leading connection holds a lock on every table, so a worker waits for a lock only
     /// behind a request queued after it (a migration's ALTER TABLE, a TRUNCATE), which itself
     /// waits for the dump to end: a cycle through this process that the server cannot see. A
-    /// worker gives up after [`WORKER_LOCK_TIMEOUT`] (long enough for a migration that sets its
-    /// own lock_timeout to give up first) and the dump fails with that explanation, as pg_dump's
-    /// workers do.
-    fn connect(&self) -> Result<Connection> {
-        let mut conn = Connection::open(self.url, false)?;
+    /// worker gives up after [`WORKER_LOCK_TIMEOUT`] and leaves that table to the leading
+    /// connection, whose lock is already granted (pg_dump's workers fail the dump instead).
+    fn begin(&self, conn: &mut Connection) -> Result<()> {
         conn.execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
              SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'",
             crate::catalog::quote_literal(self.snapshot)
-        ))?;
-        Ok(conn)
-    }
-
-    /// `e`, from reading `table` on a worker, explained when it is a lock the worker gave up on.
-    fn explain(&self, table: &Table, e: Error) -> Error {
-        match e {
-            Error::Database { message, .. } if message.contains("lock timeout") => Error::db(
-                format!("dumping table {}", table.key),
-                format!(
-                    "another session asked for an exclusive lock on it (ALTER TABLE, TRUNCATE, \
-                     ...) after this dump locked every table, and a parallel worker cannot read \
-                     behind that request; run the dump again once that session is done, or \
-                     without -j ({message})"
-                ),
-            ),
-            e => e,
-        }
+        ))
     }
 }
 
@@ -423,7 +432,7 @@ fn write_in_order(
 ) -> Result<DumpSummary> {
     let io = |e| Error::io(shown, e);
     let mut w = FixtureWriter::new(out, job.opts.pretty);
-    let mut waiting: BTreeMap<usize, (Held, u64, Option<KeyOrder>)> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, Ready> = BTreeMap::new();
     let mut summary = DumpSummary {
         tables: job.tables.len(),
         ..Default::default()
@@ -436,6 +445,8 @@ fn write_in_order(
     // (tables read by pages).
     let mut table_mark = w.mark();
     let mut last_key: Option<i64> = None;
+    // Every worker has stopped: the parts none of them took are the leading connection's.
+    let mut workers_gone = false;
     let begin =
         |w: &mut FixtureWriter<&mut dyn Output>, begun: &mut bool, mark: &mut Mark, part: &Part| {
             if !*begun && part.first {
@@ -452,75 +463,159 @@ fn write_in_order(
             Ok::<(), std::io::Error>(())
         };
     while turn < parts.len() {
-        match rx.recv() {
-            Err(_) => {
-                return Err(Error::Invalid(
-                    "a parallel dump worker stopped without a result".into(),
-                ))
-            }
-            Ok(Msg::Failed(e)) => return Err(e),
-            Ok(Msg::Piece(piece)) => {
-                begin(&mut w, &mut begun, &mut table_mark, &parts[turn]).map_err(io)?;
-                w.append_rows(&piece).map_err(io)?;
-                shared.recycle(piece);
-            }
-            Ok(Msg::Done { part, held, .. }) if part < turn => {
-                // A part of a table read again here, read before its workers saw that.
-                drop_held(shared, held);
-            }
-            Ok(Msg::Done {
-                part,
-                held,
-                rows,
-                order,
-            }) => {
-                waiting.insert(part, (held, rows, order));
-                while let Some((held, rows, order)) = waiting.remove(&turn) {
-                    let part = &parts[turn];
-                    if part.first {
-                        last_key = None;
+        let ready = match waiting.remove(&turn) {
+            Some(ready) => ready,
+            None if workers_gone => Ready::Leader,
+            None => {
+                match rx.recv() {
+                    Err(_) => workers_gone = true,
+                    Ok(Msg::Failed(e)) => return Err(e),
+                    Ok(Msg::NoConnection(e)) => progress.note(&format!(
+                        "a parallel dump connection could not be opened; reading on fewer \
+                         ({e})"
+                    )),
+                    Ok(Msg::Piece(piece)) => {
+                        begin(&mut w, &mut begun, &mut table_mark, &parts[turn]).map_err(io)?;
+                        w.append_rows(&piece).map_err(io)?;
+                        shared.recycle(piece);
                     }
-                    begin(&mut w, &mut begun, &mut table_mark, part).map_err(io)?;
-                    if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
+                    Ok(Msg::Done { part, held, .. }) if part < turn => {
+                        // A part of a table read again here, read before its workers saw that.
                         drop_held(shared, held);
-                        let n = read_again(
-                            conn, shared, job, part, &mut w, table_mark, table_rows, progress,
-                            shown,
-                        )?;
-                        summary.rows = summary.rows - table_rows + n;
-                        table_rows = 0;
-                        // The table's other parts are not written.
-                        while !parts[turn].last {
-                            turn += 1;
-                            if let Some((held, ..)) = waiting.remove(&turn) {
-                                drop_held(shared, held);
-                            }
+                    }
+                    Ok(Msg::Done {
+                        part,
+                        held,
+                        rows,
+                        order,
+                    }) => {
+                        waiting.insert(part, Ready::Read { held, rows, order });
+                    }
+                    Ok(Msg::Refused { part, why }) => {
+                        if let Some(e) = why {
+                            progress.note(&format!(
+                                "{}: read on the leading connection, a parallel worker could \
+                                 not read it ({e})",
+                                job.table(parts[part].position).key
+                            ));
                         }
-                    } else {
-                        if let Some(last) = order.as_ref().and_then(|o| o.last) {
-                            last_key = Some(last);
-                        }
-                        write_held(&mut w, shared, held).map_err(io)?;
-                        progress.rows(rows);
-                        table_rows += rows;
-                        summary.rows += rows;
-                        if part.last {
-                            w.end_table().map_err(io)?;
-                            progress.table_finished(&job.table(part.position).key, table_rows);
-                            table_rows = 0;
+                        if part >= turn {
+                            waiting.insert(part, Ready::Leader);
                         }
                     }
-                    turn += 1;
-                    begun = false;
-                    shared.turn.store(turn, Ordering::Release);
+                }
+                continue;
+            }
+        };
+        let part = &parts[turn];
+        if part.first {
+            last_key = None;
+        }
+        begin(&mut w, &mut begun, &mut table_mark, part).map_err(io)?;
+        // The part's rows, and whether they follow the table's earlier parts in key order.
+        let (rows, in_order) = match ready {
+            Ready::Read { held, rows, order } => {
+                if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
+                    drop_held(shared, held);
+                    (0, false)
+                } else {
+                    if let Some(last) = order.as_ref().and_then(|o| o.last) {
+                        last_key = Some(last);
+                    }
+                    write_held(&mut w, shared, held).map_err(io)?;
+                    (rows, true)
+                }
+            }
+            Ready::Leader => {
+                // Read here, straight to the output: the leading connection holds every
+                // table's lock and the snapshot.
+                let mut order = match part.range {
+                    Some(PartRange::Pages { .. }) => {
+                        pg::key_field(job.table(part.position)).map(KeyOrder::new)
+                    }
+                    _ => None,
+                };
+                let rows = read_on_leader(conn, job, part, order.as_mut(), &mut w, shown)?;
+                if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
+                    (rows, false)
+                } else {
+                    if let Some(last) = order.as_ref().and_then(|o| o.last) {
+                        last_key = Some(last);
+                    }
+                    (rows, true)
+                }
+            }
+        };
+        if in_order {
+            progress.rows(rows);
+            table_rows += rows;
+            summary.rows += rows;
+            if part.last {
+                w.end_table().map_err(io)?;
+                progress.table_finished(&job.table(part.position).key, table_rows);
+                table_rows = 0;
+            }
+        } else {
+            let n = read_again(
+                conn, shared, job, part, &mut w, table_mark, table_rows, progress, shown,
+            )?;
+            summary.rows = summary.rows - table_rows + n;
+            table_rows = 0;
+            // The table's other parts are not written.
+            while !parts[turn].last {
+                turn += 1;
+                if let Some(Ready::Read { held, .. }) = waiting.remove(&turn) {
+                    drop_held(shared, held);
                 }
             }
         }
+        turn += 1;
+        begun = false;
+        shared.turn.store(turn, Ordering::Release);
     }
     // The document's closing bytes, which `finish` writes.
     summary.bytes = w.bytes() + 3;
     w.finish().map_err(io)?;
     Ok(summary)
+}
+
+/// A part of the dump ready to be written in its turn.
+enum Ready {
+    /// Read by a worker: what it held back, its rows and (read by pages) its keys' order.
+    Read {
+        held: Held,
+        rows: u64,
+        order: Option<KeyOrder>,
+    },
+    /// To be read by the leading connection.
+    Leader,
+}
+
+/// Reads a part on the leading connection, straight to the output.
+fn read_on_leader(
+    conn: &mut Connection,
+    job: &Job<'_>,
+    part: &Part,
+    order: Option<&mut KeyOrder>,
+    w: &mut FixtureWriter<&mut dyn Output>,
+    shown: &str,
+) -> Result<u64> {
+    let t = job.tables[part.position];
+    set_sort_for(conn, part)?;
+    let rows = table_rows(
+        conn,
+        &job.catalog.tables[t],
+        job.filters.of(t),
+        part.range.as_ref(),
+        order,
+        job.masks.table(t),
+        w,
+        &NoProgress,
+        shown,
+    )?;
+    // The leading connection's reads in key order (a table read again) may sort.
+    conn.execute("RESET enable_sort")?;
+    Ok(rows)
 }
 
 /// A table read by pages whose stored order is not its key order (found at `part`): cuts it off
@@ -588,7 +683,10 @@ fn write_held<W: Write>(
     Ok(())
 }
 
-/// Reads parts until none is left (or the dump is stopped).
+/// Reads parts until none is left (or the dump is stopped). A part the worker cannot read (its
+/// table locked against it, any database error before any of its output was handed on) is left
+/// to the leading connection, with the rest of its table; a worker that cannot connect leaves
+/// its share to the others.
 fn worker(
     job: &Job<'_>,
     parts: &[Part],
@@ -596,7 +694,13 @@ fn worker(
     shared: &Shared,
     tx: &mpsc::SyncSender<Msg>,
 ) -> Result<()> {
-    let mut conn = job.connect()?;
+    let mut conn = match job.connect() {
+        Ok(conn) => conn,
+        Err(e) => {
+            let _ = tx.send(Msg::NoConnection(e));
+            return Ok(());
+        }
+    };
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -607,15 +711,24 @@ fn worker(
         };
         let t = job.tables[part.position];
         let table = &job.catalog.tables[t];
-        if shared.abandoned[part.position].load(Ordering::Acquire) {
+        let skipped = if shared.abandoned[part.position].load(Ordering::Acquire) {
             // The writing thread reads this table again itself.
-            let skipped = Msg::Done {
+            Some(Msg::Done {
                 part: index,
                 held: Held::default(),
                 rows: 0,
                 order: None,
-            };
-            if tx.send(skipped).is_err() {
+            })
+        } else if shared.refused[part.position].load(Ordering::Acquire) {
+            Some(Msg::Refused {
+                part: index,
+                why: None,
+            })
+        } else {
+            None
+        };
+        if let Some(msg) = skipped {
+            if tx.send(msg).is_err() {
                 break;
             }
             continue;
@@ -632,34 +745,28 @@ fn worker(
             held: Held::default(),
             streaming: false,
         };
-        // A key range is best read by an index scan on the key, which gives the rows in order.
-        // Without statistics (a table loaded and not analyzed yet) the planner guesses a few
-        // rows per range and picks a bitmap scan and a sort instead, which costs the server
-        // far more on large ranges: sorts are ruled out for ranges (the session is ours).
-        conn.execute(if part.range.is_some() {
-            "SET LOCAL enable_sort = off"
-        } else {
-            "RESET enable_sort"
-        })?;
-        let rows = {
-            let mut w = FixtureWriter::rows_only(&mut sink, job.opts.pretty);
-            let (only, mask) = (job.filters.of(t), job.masks.table(t));
-            let range = part.range.as_ref();
-            let n = table_rows(
-                &mut conn,
-                table,
-                only,
-                range,
-                order.as_mut(),
-                mask,
-                &mut w,
-                &NoProgress,
-                "<output>",
-            )
-            .map_err(|e| job.explain(table, e))?;
-            w.finish_rows()
-                .map_err(|e| Error::io("<parallel dump>", e))?;
-            n
+        let read = read_part(&mut conn, job, part, order.as_mut(), &mut sink);
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e @ Error::Database { .. })
+                if sink.nothing_handed_on() && !shared.stop.load(Ordering::Relaxed) =>
+            {
+                sink.discard();
+                shared.refused[part.position].store(true, Ordering::Release);
+                // The error aborted the transaction: start another on the same snapshot.
+                let again = conn.execute("ROLLBACK").and_then(|_| job.begin(&mut conn));
+                let refused = Msg::Refused {
+                    part: index,
+                    why: Some(e),
+                };
+                if tx.send(refused).is_err() || again.is_err() {
+                    // Without a transaction this worker is done; the others and the leading
+                    // connection read the rest.
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         let held = sink
             .finish()
@@ -677,6 +784,45 @@ fn worker(
         }
     }
     conn.execute("COMMIT")
+}
+
+/// Reads one part into `sink` on a worker's connection.
+fn read_part(
+    conn: &mut Connection,
+    job: &Job<'_>,
+    part: &Part,
+    order: Option<&mut KeyOrder>,
+    sink: &mut PartSink<'_>,
+) -> Result<u64> {
+    let t = job.tables[part.position];
+    set_sort_for(conn, part)?;
+    let mut w = FixtureWriter::rows_only(sink, job.opts.pretty);
+    let rows = table_rows(
+        conn,
+        &job.catalog.tables[t],
+        job.filters.of(t),
+        part.range.as_ref(),
+        order,
+        job.masks.table(t),
+        &mut w,
+        &NoProgress,
+        "<output>",
+    )?;
+    w.finish_rows()
+        .map_err(|e| Error::io("<parallel dump>", e))?;
+    Ok(rows)
+}
+
+/// A key range is best read by an index scan on the key, which gives the rows in order. Without
+/// statistics (a table loaded and not analyzed yet) the planner guesses a few rows per range
+/// and picks a bitmap scan and a sort instead, which costs the server far more on large ranges:
+/// sorts are ruled out for ranges (on a connection of the dump's own, in its transaction).
+fn set_sort_for(conn: &mut Connection, part: &Part) -> Result<()> {
+    conn.execute(if part.range.is_some() {
+        "SET LOCAL enable_sort = off"
+    } else {
+        "RESET enable_sort"
+    })
 }
 
 /// Where a worker writes a part: straight on to the writing thread when it is the part's turn,
@@ -756,6 +902,16 @@ impl PartSink<'_> {
         Ok(())
     }
 
+    /// Whether none of the part's output has left the sink yet (sent or held).
+    fn nothing_handed_on(&self) -> bool {
+        !self.streaming && self.held.pieces.is_empty() && self.held.spool.is_none()
+    }
+
+    /// Drops what the sink has (nothing was handed on: see [`PartSink::nothing_handed_on`]).
+    fn discard(&mut self) {
+        self.shared.recycle(std::mem::take(&mut self.buf));
+    }
+
     /// Hands on the last bytes; returns what is still held (for the writing thread).
     fn finish(mut self) -> std::io::Result<Held> {
         if !self.buf.is_empty() {
@@ -792,19 +948,19 @@ pub(super) fn dump_to_dir(
     gzip: bool,
     progress: &dyn Progress,
 ) -> Result<DumpSummary> {
-    leading(conn, url, opts, progress, |_, job| {
+    leading(conn, url, opts, progress, |conn, job| {
         let paths = super::file_paths(job.catalog, job.tables, dir, gzip)?;
         let workers = jobs.clamp(1, job.tables.len().max(1));
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<Result<(usize, u64, u64)>>();
+        let (tx, rx) = mpsc::channel::<FileMsg>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
                 let (next, stop, paths) = (&next, &stop, &paths);
                 scope.spawn(move || {
                     if let Err(e) = file_worker(job, paths, gzip, next, stop, &tx) {
-                        let _ = tx.send(Err(e));
+                        let _ = tx.send(FileMsg::Failed(e));
                         stop.store(true, Ordering::Relaxed);
                     }
                 });
@@ -814,18 +970,32 @@ pub(super) fn dump_to_dir(
                 tables: job.tables.len(),
                 ..Default::default()
             };
+            let mut done = |position: usize, rows: u64, bytes: u64| {
+                let key = &job.table(position).key;
+                progress.table_started(key, Some(rows));
+                progress.rows(rows);
+                progress.table_finished(key, rows);
+                summary.rows += rows;
+                summary.bytes += bytes;
+            };
             let mut result = Ok(());
-            for done in rx.iter() {
-                match done {
-                    Ok((position, rows, bytes)) => {
-                        let key = &job.table(position).key;
-                        progress.table_started(key, Some(rows));
-                        progress.rows(rows);
-                        progress.table_finished(key, rows);
-                        summary.rows += rows;
-                        summary.bytes += bytes;
+            // Tables left to the leading connection, read once the workers are done.
+            let mut left = Vec::new();
+            for msg in rx.iter() {
+                match msg {
+                    FileMsg::Done(position, rows, bytes) => done(position, rows, bytes),
+                    FileMsg::Refused(position, e) => {
+                        progress.note(&format!(
+                            "{}: read on the leading connection, a parallel worker could not \
+                             read it ({e})",
+                            job.table(position).key
+                        ));
+                        left.push(position);
                     }
-                    Err(e) => {
+                    FileMsg::NoConnection(e) => progress.note(&format!(
+                        "a parallel dump connection could not be opened; reading on fewer ({e})"
+                    )),
+                    FileMsg::Failed(e) => {
                         stop.store(true, Ordering::Relaxed);
                         if result.is_ok() {
                             result = Err(e);
@@ -833,21 +1003,56 @@ pub(super) fn dump_to_dir(
                     }
                 }
             }
-            result.map(|_| summary)
+            result?;
+            // And those no worker took (none could connect).
+            left.extend(next.load(Ordering::Relaxed).min(paths.len())..paths.len());
+            for position in left {
+                let t = job.tables[position];
+                let (rows, bytes) = super::table_to_file(
+                    conn,
+                    job.table(position),
+                    job.filters.of(t),
+                    job.masks.table(t),
+                    job.opts.pretty,
+                    &paths[position],
+                    gzip,
+                    &NoProgress,
+                )?;
+                done(position, rows, bytes);
+            }
+            Ok(summary)
         })
     })
 }
 
-/// Reads whole tables into their files until none is left (or the dump is stopped).
+/// From the workers of a dump to a directory to the leading thread.
+enum FileMsg {
+    /// A table's file is written: its rows and bytes.
+    Done(usize, u64, u64),
+    /// A table the worker could not read: the leading connection reads it.
+    Refused(usize, Error),
+    /// A worker could not open its connection.
+    NoConnection(Error),
+    Failed(Error),
+}
+
+/// Reads whole tables into their files until none is left (or the dump is stopped); a table it
+/// cannot read (a database error: its lock not granted) is left to the leading connection.
 fn file_worker(
     job: &Job<'_>,
     paths: &[PathBuf],
     gzip: bool,
     next: &AtomicUsize,
     stop: &AtomicBool,
-    tx: &mpsc::Sender<Result<(usize, u64, u64)>>,
+    tx: &mpsc::Sender<FileMsg>,
 ) -> Result<()> {
-    let mut conn = job.connect()?;
+    let mut conn = match job.connect() {
+        Ok(conn) => conn,
+        Err(e) => {
+            let _ = tx.send(FileMsg::NoConnection(e));
+            return Ok(());
+        }
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -857,7 +1062,7 @@ fn file_worker(
             break;
         };
         let t = job.tables[position];
-        let (rows, bytes) = super::table_to_file(
+        let msg = match super::table_to_file(
             &mut conn,
             job.table(position),
             job.filters.of(t),
@@ -866,9 +1071,20 @@ fn file_worker(
             path,
             gzip,
             &NoProgress,
-        )
-        .map_err(|e| job.explain(job.table(position), e))?;
-        if tx.send(Ok((position, rows, bytes))).is_err() {
+        ) {
+            Ok((rows, bytes)) => FileMsg::Done(position, rows, bytes),
+            Err(e @ Error::Database { .. }) => {
+                // The file was not written; the error aborted the transaction: start another
+                // on the same snapshot, or leave the rest to the others.
+                let again = conn.execute("ROLLBACK").and_then(|_| job.begin(&mut conn));
+                if tx.send(FileMsg::Refused(position, e)).is_err() || again.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if tx.send(msg).is_err() {
             break;
         }
     }

@@ -513,29 +513,17 @@ fn parallel_dump_to_a_file_reads_pages_and_reads_again_a_table_stored_out_of_key
     );
 }
 
-/// The leading connection locks every table for the whole dump, as pg_dump does. A DDL request
-/// that arrives meanwhile (a migration's ALTER TABLE) queues behind that lock, and a worker that
-/// then asks for the same table would queue behind the ALTER: a wait cycle through the client
-/// that the server cannot see. The worker gives up after a few seconds and the dump fails with
-/// an explanation naming the table; it never hangs, and the ALTER runs once it is over.
-#[test]
-fn parallel_dump_fails_instead_of_hanging_behind_ddl_queued_on_its_locks() {
-    let db = TestDb::new("parallel_dump_ddl");
-    // a_big is dumped first, in several parts (about 25 MB of heap); z_small last.
-    db.sql(
-        "CREATE TABLE a_big (id int PRIMARY KEY, pad text);
-         INSERT INTO a_big SELECT g, repeat('p', 60) FROM generate_series(1, 300000) g;
-         CREATE TABLE z_small (id int PRIMARY KEY);
-         INSERT INTO z_small SELECT generate_series(1, 10);",
-    );
+/// Runs `dump -j 2 ARGS` and, once the dump holds its lock on z_small, queues a migration's
+/// `ALTER TABLE z_small ADD COLUMN <column> int` behind it; returns the dump's output once both
+/// are done. Fails the test if the dump hangs behind the ALTER queued on its own lock.
+fn dump_with_ddl_queued(db: &TestDb, args: &[&str], column: &str) -> crate::support::Out {
+    let mut all = vec!["dump", "-j", "2", "--database-url"];
     let url = db.url();
+    all.push(&url);
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.iter().map(|a| a.to_string()).collect();
     let dump = std::thread::spawn(move || {
-        crate::support::Out::from(
-            cmd()
-                .args(["dump", "-j", "2", "--database-url", &url])
-                .output()
-                .expect("run dbfixtures"),
-        )
+        crate::support::Out::from(cmd().args(&all).output().expect("run dbfixtures"))
     });
     let locked = "SELECT count(*) FROM pg_locks WHERE relation = 'z_small'::regclass \
                   AND mode = 'AccessShareLock' AND granted";
@@ -548,10 +536,8 @@ fn parallel_dump_fails_instead_of_hanging_behind_ddl_queued_on_its_locks() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let mut ddl = diesel::pg::PgConnection::establish(&db.url()).expect("ddl connects");
-    let alter = std::thread::spawn(move || {
-        ddl.batch_execute("ALTER TABLE z_small ADD COLUMN extra int")
-            .map_err(|e| e.to_string())
-    });
+    let sql = format!("ALTER TABLE z_small ADD COLUMN {column} int");
+    let alter = std::thread::spawn(move || ddl.batch_execute(&sql).map_err(|e| e.to_string()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !dump.is_finished() {
         if std::time::Instant::now() > deadline {
@@ -568,10 +554,124 @@ fn parallel_dump_fails_instead_of_hanging_behind_ddl_queued_on_its_locks() {
         .join()
         .unwrap()
         .expect("the ALTER runs once the dump is over");
-    assert_eq!(out.code, 2, "{out:#?}");
+    out
+}
+
+/// The leading connection locks every table for the whole dump, as pg_dump does. A DDL request
+/// that arrives meanwhile (a migration's ALTER TABLE) queues behind that lock, and a worker that
+/// then asks for the same table would queue behind the ALTER: a wait cycle through the client
+/// that the server cannot see. The worker gives up within a moment and leaves the table to the
+/// leading connection, which holds its lock: the dump completes with the bytes of a serial
+/// dump, says which table it read that way, and the ALTER runs once it is over. To stdout (key
+/// ranges), to a file (pages) and to a directory (one file per table).
+#[test]
+fn parallel_dump_leaves_a_table_locked_by_queued_ddl_to_the_leading_connection() {
+    let db = TestDb::new("parallel_dump_ddl");
+    // a_big is dumped first, in several parts (about 25 MB of heap); z_small last.
+    db.sql(
+        "CREATE TABLE a_big (id int PRIMARY KEY, pad text);
+         INSERT INTO a_big SELECT g, repeat('p', 60) FROM generate_series(1, 300000) g;
+         CREATE TABLE z_small (id int PRIMARY KEY);
+         INSERT INTO z_small SELECT generate_series(1, 10);",
+    );
+    let said = |out: &crate::support::Out| {
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stderr
+                .contains("z_small: read on the leading connection")
+                && out.stderr.contains("lock timeout"),
+            "{}",
+            out.stderr
+        );
+    };
+    let serial = dump_bytes(&db, &[]);
+    let out = dump_with_ddl_queued(&db, &[], "extra1");
+    said(&out);
+    assert!(out.stdout == serial, "-j 2 to stdout differs from -j 1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let serial = dir.path().join("serial.json");
+    let run = dbf(&db, &["dump", "-o", serial.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let file = dir.path().join("parallel.json");
+    said(&dump_with_ddl_queued(
+        &db,
+        &["-o", file.to_str().unwrap()],
+        "extra2",
+    ));
     assert!(
-        out.stderr.contains("z_small") && out.stderr.contains("exclusive lock"),
+        std::fs::read(&file).unwrap() == std::fs::read(&serial).unwrap(),
+        "-j 2 to a file differs from -j 1"
+    );
+
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let run = dbf(&db, &["dump", "-o", &format!("{}/", one.display())]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    said(&dump_with_ddl_queued(
+        &db,
+        &["-o", &format!("{}/", two.display())],
+        "extra3",
+    ));
+    for name in ["a_big.json", "z_small.json"] {
+        assert_eq!(
+            std::fs::read(one.join(name)).unwrap(),
+            std::fs::read(two.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// A server that refuses the workers' connections (here: the role may hold only one) gets the
+/// dump read on the leading connection alone, with the same bytes, and a note saying so.
+#[test]
+fn parallel_dump_reads_on_the_leading_connection_when_workers_cannot_connect() {
+    let db = TestDb::new("parallel_dump_one_connection");
+    db.sql(LARGE);
+    let role = crate::support::AppRole::new(&db, "dump_one_connection");
+    db.sql(&format!(
+        "ALTER ROLE {} CONNECTION LIMIT 1",
+        crate::support::ident(role.name())
+    ));
+    let tables = ["--table", "big", "--table", "named", "--table", "child"];
+    let as_role = |args: &[&str]| {
+        role.wait_until_disconnected();
+        let out = crate::support::Out::from(
+            cmd()
+                .args(["dump", "--database-url", &role.url()])
+                .args(tables)
+                .args(args)
+                .output()
+                .expect("run dbfixtures"),
+        );
+        assert_eq!(out.code, 0, "{args:?}: {out:#?}");
+        out
+    };
+    let serial = as_role(&[]);
+    assert!(
+        !serial.stderr.contains("could not be opened"),
         "{}",
-        out.stderr
+        serial.stderr
+    );
+    let parallel = as_role(&["-j", "3"]);
+    assert!(parallel.stdout == serial.stdout, "-j 3 to stdout differs");
+    assert!(
+        parallel
+            .stderr
+            .contains("a parallel dump connection could not be opened; reading on fewer")
+            && parallel.stderr.contains("too many connections"),
+        "{}",
+        parallel.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.json");
+    as_role(&["-j", "2", "-o", file.to_str().unwrap()]);
+    assert!(std::fs::read(&file).unwrap() == serial.stdout.as_bytes());
+    let files = format!("{}/", dir.path().join("files").display());
+    as_role(&["-j", "2", "-o", &files]);
+    let one_table = dbf(&db, &["dump", "--table", "named"]);
+    assert_eq!(one_table.code, 0, "{one_table:#?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("files/named.json")).unwrap(),
+        one_table.stdout
     );
 }

@@ -1044,25 +1044,7 @@ fn many_sequences_read_on_two_connections_or_on_one_when_refused() {
         crate::support::ident(role.name())
     ));
     let as_role = |args: &[&str]| {
-        // A server process outlives its client by a moment: the previous run's session can still
-        // count against the role's limit of one.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while int(
-            &db,
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}'",
-                role.name().replace('\'', "''")
-            ),
-        ) > 0
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the role's last session lingers"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        // pg_stat_activity drops a session just before the server stops counting it.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        role.wait_until_disconnected();
         Out::from(
             cmd()
                 .args(args)

@@ -242,6 +242,25 @@ impl<'a> AppRole<'a> {
         u.set_username(&self.name).unwrap();
         u.to_string()
     }
+
+    /// Waits until the role has no session left: a server process outlives its client by a
+    /// moment, so a role with a connection limit may still be counted for its last run.
+    pub fn wait_until_disconnected(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let sessions = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}'",
+            self.name.replace('\'', "''")
+        );
+        while self.db.query_scalar(&sessions).as_deref() != Some("0") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the role's last session lingers"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // pg_stat_activity drops a session just before the server stops counting it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 impl Drop for AppRole<'_> {
