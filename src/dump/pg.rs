@@ -303,6 +303,12 @@ pub(super) fn dump_table<W: Write>(
         })
         .collect();
     let layout = w.layout(cols.iter().map(Vec::as_slice));
+    // The primary key's columns among the values, to name a row a mask fails on.
+    let key_columns: Vec<usize> = table
+        .primary_key
+        .iter()
+        .filter_map(|k| table.stored_columns().position(|c| &c.name == k))
+        .collect();
     let mut out = RowOut {
         masked: !mask.is_noop(),
         mask,
@@ -311,6 +317,8 @@ pub(super) fn dump_table<W: Write>(
         values: vec![Vec::new(); cols.len()],
         mask_scratch: Vec::new(),
         mask_error: None,
+        key_columns,
+        primary_key: &table.primary_key,
         count: 0,
         progress,
     };
@@ -371,11 +379,14 @@ pub(super) fn dump_table<W: Write>(
     };
     let count = out.count;
     progress.rows(count % 4096);
-    if let Some(e) = out.mask_error {
+    if let Some((e, key)) = out.mask_error {
         return Err(crate::error::Error::Fixture {
             location: Box::new(crate::error::Location {
                 table: Some(table.key.clone()),
-                row: Some(count as usize),
+                // The row's place in the table's key order is known only when the whole table
+                // is read in that order; the key names it in every case.
+                row: range.is_none().then_some(count as usize),
+                key,
                 column: Some(e.column),
                 ..Default::default()
             }),
@@ -402,7 +413,11 @@ struct RowOut<'a, W: Write> {
     /// One buffer per column, for the masks.
     values: Vec<Vec<u8>>,
     mask_scratch: Vec<u8>,
-    mask_error: Option<MaskError>,
+    /// The first mask failure, with the failing row's key.
+    mask_error: Option<(MaskError, Option<String>)>,
+    /// The primary key's columns among `values` (never masked), and their names.
+    key_columns: Vec<usize>,
+    primary_key: &'a [String],
     count: u64,
     progress: &'a dyn Progress,
 }
@@ -420,7 +435,7 @@ impl<W: Write> RowOut<'_, W> {
                 value(i, v)?;
             }
             if let Err(e) = self.mask.apply(&mut self.values, &mut self.mask_scratch) {
-                self.mask_error = Some(e);
+                self.mask_error = Some((e, self.key()));
                 return Err(io_err("masking failed".into()));
             }
             let values = &self.values;
@@ -436,6 +451,27 @@ impl<W: Write> RowOut<'_, W> {
             self.progress.rows(4096);
         }
         Ok(())
+    }
+}
+
+impl<W: Write> RowOut<'_, W> {
+    /// The current row's key as errors show it (`id=7`, `(a, b)=(1, "x")`), from its rendered
+    /// values; None without a primary key.
+    fn key(&self) -> Option<String> {
+        let names = self.primary_key;
+        if self.key_columns.is_empty() || self.key_columns.len() != names.len() {
+            return None;
+        }
+        let vals: Vec<String> = self
+            .key_columns
+            .iter()
+            .map(|&i| String::from_utf8_lossy(&self.values[i]).into_owned())
+            .collect();
+        Some(if vals.len() == 1 {
+            format!("{}={}", names[0], vals[0])
+        } else {
+            format!("({})=({})", names.join(", "), vals.join(", "))
+        })
     }
 }
 

@@ -597,6 +597,45 @@ fn pg_date_shift_keeps_infinity_and_shifts_bc_dates() {
     assert!(at[2].ends_with(" BC") && at[2] != "0044-03-15 BC", "{at:?}");
 }
 
+/// A value a mask cannot handle (a date past chrono's range) fails the dump naming the table,
+/// the row by its key (and by its place when the table is read whole in key order), and the
+/// column, never the value; in parallel, where the table is read in parts, by its key.
+#[test]
+fn pg_mask_failure_names_the_row_by_its_key_serial_and_parallel() {
+    let db = TestDb::new("mask_pg_failure_key");
+    db.sql(
+        "CREATE TABLE ev (id int PRIMARY KEY, pad text, at date);
+         INSERT INTO ev SELECT i, repeat('p', 100), date '2020-01-01' + i % 1000
+             FROM generate_series(1, 120000) i;
+         UPDATE ev SET at = '280000-01-01' WHERE id = 90001;",
+    );
+    let dir = temp();
+    for jobs in ["1", "2"] {
+        for to_file in [false, true] {
+            let file = dir.path().join(format!("ev-{jobs}.json"));
+            let mut args = vec!["dump", "-j", jobs, "--mask", "ev.at=date_shift:2"];
+            args.extend(["--mask-salt", "s"]);
+            if to_file {
+                args.extend(["-o", p(&file)]);
+            }
+            let out = run(&db, &args);
+            assert_eq!(out.code, 2, "-j {jobs}: {out:#?}");
+            let expected = if jobs == "1" {
+                "table ev, row 90000 (id=90001), column at"
+            } else {
+                "table ev, row id=90001, column at"
+            };
+            assert!(
+                out.stderr.contains(expected) && out.stderr.contains("not a date"),
+                "-j {jobs}, to a file: {to_file}: {}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("280000"), "the value is not printed");
+            assert!(!file.exists());
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
