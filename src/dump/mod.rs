@@ -524,7 +524,9 @@ impl PartRange {
 }
 
 /// The keys of a part read in stored order, as they came: its first and last, and whether each
-/// was greater than the one before (then the part's rows are in key order).
+/// was greater than the one before (then the part's rows are in key order). Once that fails,
+/// the part's remaining rows are not rendered: its output is never used (the table is read
+/// again in key order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyOrder {
     /// The key's field in the COPY row.

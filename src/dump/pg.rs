@@ -338,6 +338,12 @@ pub(super) fn dump_table<W: Write>(
                 }
                 if let Some(order) = order.as_deref_mut() {
                     order.see(row.get(order.field));
+                    if !order.sorted {
+                        // The rows are not in key order: the caller cuts them off and reads
+                        // the table again in key order, so the rest is not worth rendering
+                        // (the server still sends it: a COPY cannot be stopped midway).
+                        return Ok(());
+                    }
                 }
                 // emit asks for the values in order: one pass over the row.
                 let mut fields = row.fields();
