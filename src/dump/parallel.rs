@@ -600,19 +600,7 @@ fn read_on_leader(
     w: &mut FixtureWriter<&mut dyn Output>,
     shown: &str,
 ) -> Result<u64> {
-    let t = job.tables[part.position];
-    set_sort_for(conn, part)?;
-    let rows = table_rows(
-        conn,
-        &job.catalog.tables[t],
-        job.filters.of(t),
-        part.range.as_ref(),
-        order,
-        job.masks.table(t),
-        w,
-        &NoProgress,
-        shown,
-    )?;
+    let rows = part_rows(conn, job, part, order, w, shown)?;
     // The leading connection's reads in key order (a table read again) may sort.
     conn.execute("RESET enable_sort")?;
     Ok(rows)
@@ -794,23 +782,36 @@ fn read_part(
     order: Option<&mut KeyOrder>,
     sink: &mut PartSink<'_>,
 ) -> Result<u64> {
+    let mut w = FixtureWriter::rows_only(sink, job.opts.pretty);
+    let rows = part_rows(conn, job, part, order, &mut w, "<output>")?;
+    w.finish_rows()
+        .map_err(|e| Error::io("<parallel dump>", e))?;
+    Ok(rows)
+}
+
+/// The rows of one part (without the table's framing), on a worker's connection or the leading
+/// one.
+fn part_rows<W: Write>(
+    conn: &mut Connection,
+    job: &Job<'_>,
+    part: &Part,
+    order: Option<&mut KeyOrder>,
+    w: &mut FixtureWriter<W>,
+    shown: &str,
+) -> Result<u64> {
     let t = job.tables[part.position];
     set_sort_for(conn, part)?;
-    let mut w = FixtureWriter::rows_only(sink, job.opts.pretty);
-    let rows = table_rows(
+    table_rows(
         conn,
         &job.catalog.tables[t],
         job.filters.of(t),
         part.range.as_ref(),
         order,
         job.masks.table(t),
-        &mut w,
+        w,
         &NoProgress,
-        "<output>",
-    )?;
-    w.finish_rows()
-        .map_err(|e| Error::io("<parallel dump>", e))?;
-    Ok(rows)
+        shown,
+    )
 }
 
 /// A key range is best read by an index scan on the key, which gives the rows in order. Without
