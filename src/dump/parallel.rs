@@ -94,8 +94,9 @@ enum Msg {
         rows: u64,
         order: Option<KeyOrder>,
     },
-    /// A part a worker could not read (its table locked against it): the leading connection
-    /// reads it in its turn. `why` comes with the first of a table's parts.
+    /// A part a worker could not read (a database error before any of its output left the
+    /// worker, above all its table locked against it): the leading connection reads it in its
+    /// turn. `why` comes with the part the worker tried; the table's later parts come without.
     Refused {
         part: usize,
         why: Option<Error>,
@@ -127,8 +128,9 @@ struct Shared {
     /// By table position: the table's stored order was found not to be key order and the
     /// writing thread reads it again itself; workers skip its parts.
     abandoned: Vec<AtomicBool>,
-    /// By table position: a worker found the table locked against it (a request queued behind
-    /// the dump's own lock); workers leave its parts to the leading connection.
+    /// By table position: a worker could not read one of the table's parts (above all: a lock
+    /// request queued behind the dump's own lock); workers leave its parts to the leading
+    /// connection.
     refused: Vec<AtomicBool>,
 }
 
