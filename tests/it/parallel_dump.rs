@@ -679,6 +679,10 @@ fn parallel_dump_reads_on_the_leading_connection_when_workers_cannot_connect() {
     assert!(std::fs::read(&file).unwrap() == serial.stdout.as_bytes());
     let files = format!("{}/", dir.path().join("files").display());
     as_role(&["-j", "2", "-o", &files]);
+    // --quiet silences the notes with everything else.
+    let quiet = as_role(&["-j", "2", "--quiet"]);
+    assert_eq!(quiet.stderr, "");
+    assert!(quiet.stdout == serial.stdout);
     let one_table = dbf(&db, &["dump", "--table", "named"]);
     assert_eq!(one_table.code, 0, "{one_table:#?}");
     assert_eq!(
