@@ -27,6 +27,18 @@ pub struct Location {
     pub column: Option<String>,
 }
 
+impl Location {
+    /// A row's key as [`Location::key`] shows it: `id=7`, or `(a, b)=(1, "x")` for a composite
+    /// key; `values` are the key columns' values as written in JSON, in `names`' order.
+    pub(crate) fn key_text<S: AsRef<str>>(names: &[String], values: &[S]) -> String {
+        let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
+        match (names, values.as_slice()) {
+            ([name], [value]) => format!("{name}={value}"),
+            _ => format!("({})=({})", names.join(", "), values.join(", ")),
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();

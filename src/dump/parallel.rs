@@ -224,9 +224,7 @@ impl Job<'_> {
         Ok(conn)
     }
 
-    /// Starts the worker's transaction on the leading connection's snapshot (again, after a
-    /// lock timeout aborted the previous one: the snapshot stays importable while the leading
-    /// transaction is open).
+    /// Starts the worker's transaction on the leading connection's snapshot.
     ///
     /// The leading connection holds a lock on every table, so a worker waits for a lock only
     /// behind a request queued after it (a migration's ALTER TABLE, a TRUNCATE), which itself
@@ -239,6 +237,13 @@ impl Job<'_> {
              SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'",
             crate::catalog::quote_literal(self.snapshot)
         ))
+    }
+
+    /// Ends a worker's transaction that an error aborted and starts another on the same
+    /// snapshot (it stays importable while the leading transaction is open).
+    fn begin_again(&self, conn: &mut Connection) -> Result<()> {
+        conn.execute("ROLLBACK")?;
+        self.begin(conn)
     }
 }
 
@@ -472,10 +477,7 @@ fn write_in_order(
                 match rx.recv() {
                     Err(_) => workers_gone = true,
                     Ok(Msg::Failed(e)) => return Err(e),
-                    Ok(Msg::NoConnection(e)) => progress.note(&format!(
-                        "a parallel dump connection could not be opened; reading on fewer \
-                         ({e})"
-                    )),
+                    Ok(Msg::NoConnection(e)) => note_no_connection(progress, &e),
                     Ok(Msg::Piece(piece)) => {
                         begin(&mut w, &mut begun, &mut table_mark, &parts[turn]).map_err(io)?;
                         w.append_rows(&piece).map_err(io)?;
@@ -495,11 +497,7 @@ fn write_in_order(
                     }
                     Ok(Msg::Refused { part, why }) => {
                         if let Some(e) = why {
-                            progress.note(&format!(
-                                "{}: read on the leading connection, a parallel worker could \
-                                 not read it ({e})",
-                                job.table(parts[part].position).key
-                            ));
+                            note_refused(progress, job.table(parts[part].position), &e);
                         }
                         if part >= turn {
                             waiting.insert(part, Ready::Leader);
@@ -514,41 +512,31 @@ fn write_in_order(
             last_key = None;
         }
         begin(&mut w, &mut begun, &mut table_mark, part).map_err(io)?;
-        // The part's rows, and whether they follow the table's earlier parts in key order.
-        let (rows, in_order) = match ready {
+        // The part's rows, its keys' order when it was read by pages, and whether it follows
+        // the table's earlier parts in key order.
+        let (rows, order, in_order) = match ready {
             Ready::Read { held, rows, order } => {
-                if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
-                    drop_held(shared, held);
-                    (0, false)
-                } else {
-                    if let Some(last) = order.as_ref().and_then(|o| o.last) {
-                        last_key = Some(last);
-                    }
+                let in_order = follows(order.as_ref(), last_key);
+                if in_order {
                     write_held(&mut w, shared, held).map_err(io)?;
-                    (rows, true)
+                } else {
+                    drop_held(shared, held);
                 }
+                (rows, order, in_order)
             }
             Ready::Leader => {
                 // Read here, straight to the output: the leading connection holds every
                 // table's lock and the snapshot.
-                let mut order = match part.range {
-                    Some(PartRange::Pages { .. }) => {
-                        pg::key_field(job.table(part.position)).map(KeyOrder::new)
-                    }
-                    _ => None,
-                };
+                let mut order = key_order(job, part);
                 let rows = read_on_leader(conn, job, part, order.as_mut(), &mut w, shown)?;
-                if order.as_ref().is_some_and(|o| !o.follows(last_key)) {
-                    (rows, false)
-                } else {
-                    if let Some(last) = order.as_ref().and_then(|o| o.last) {
-                        last_key = Some(last);
-                    }
-                    (rows, true)
-                }
+                let in_order = follows(order.as_ref(), last_key);
+                (rows, order, in_order)
             }
         };
         if in_order {
+            if let Some(last) = order.and_then(|o| o.last) {
+                last_key = Some(last);
+            }
             progress.rows(rows);
             table_rows += rows;
             summary.rows += rows;
@@ -579,6 +567,36 @@ fn write_in_order(
     summary.bytes = w.bytes() + 3;
     w.finish().map_err(io)?;
     Ok(summary)
+}
+
+/// What watches a part's keys as they come: for a part read by pages (in stored order), none
+/// for a part whose query gives the rows in key order.
+fn key_order(job: &Job<'_>, part: &Part) -> Option<KeyOrder> {
+    match part.range {
+        Some(PartRange::Pages { .. }) => pg::key_field(job.table(part.position)).map(KeyOrder::new),
+        _ => None,
+    }
+}
+
+/// Whether a part whose keys came in `order` (None: not read by pages, in key order by its
+/// query) follows the table's earlier parts, whose last key was `last_key`.
+fn follows(order: Option<&KeyOrder>, last_key: Option<i64>) -> bool {
+    order.is_none_or(|o| o.follows(last_key))
+}
+
+/// Says that the leading connection reads `table` because a worker could not (`e`).
+fn note_refused(progress: &dyn Progress, table: &Table, e: &Error) {
+    progress.note(&format!(
+        "{}: read on the leading connection, a parallel worker could not read it ({e})",
+        table.key
+    ));
+}
+
+/// Says that a worker's connection could not be opened (`e`).
+fn note_no_connection(progress: &dyn Progress, e: &Error) {
+    progress.note(&format!(
+        "a parallel dump connection could not be opened; reading on fewer ({e})"
+    ));
 }
 
 /// A part of the dump ready to be written in its turn.
@@ -699,8 +717,6 @@ fn worker(
         let Some(part) = parts.get(index) else {
             break;
         };
-        let t = job.tables[part.position];
-        let table = &job.catalog.tables[t];
         let skipped = if shared.abandoned[part.position].load(Ordering::Acquire) {
             // The writing thread reads this table again itself.
             Some(Msg::Done {
@@ -723,10 +739,7 @@ fn worker(
             }
             continue;
         }
-        let mut order = match part.range {
-            Some(PartRange::Pages { .. }) => pg::key_field(table).map(KeyOrder::new),
-            _ => None,
-        };
+        let mut order = key_order(job, part);
         let mut sink = PartSink {
             part: index,
             shared,
@@ -744,7 +757,7 @@ fn worker(
                 sink.discard();
                 shared.refused[part.position].store(true, Ordering::Release);
                 // The error aborted the transaction: start another on the same snapshot.
-                let again = conn.execute("ROLLBACK").and_then(|_| job.begin(&mut conn));
+                let again = job.begin_again(&mut conn);
                 let refused = Msg::Refused {
                     part: index,
                     why: Some(e),
@@ -988,16 +1001,10 @@ pub(super) fn dump_to_dir(
                 match msg {
                     FileMsg::Done(position, rows, bytes) => done(position, rows, bytes),
                     FileMsg::Refused(position, e) => {
-                        progress.note(&format!(
-                            "{}: read on the leading connection, a parallel worker could not \
-                             read it ({e})",
-                            job.table(position).key
-                        ));
+                        note_refused(progress, job.table(position), &e);
                         left.push(position);
                     }
-                    FileMsg::NoConnection(e) => progress.note(&format!(
-                        "a parallel dump connection could not be opened; reading on fewer ({e})"
-                    )),
+                    FileMsg::NoConnection(e) => note_no_connection(progress, &e),
                     FileMsg::Failed(e) => {
                         stop.store(true, Ordering::Relaxed);
                         if result.is_ok() {
@@ -1079,7 +1086,7 @@ fn file_worker(
             Err(e @ Error::Database { .. }) => {
                 // The file was not written; the error aborted the transaction: start another
                 // on the same snapshot, or leave the rest to the others.
-                let again = conn.execute("ROLLBACK").and_then(|_| job.begin(&mut conn));
+                let again = job.begin_again(&mut conn);
                 if tx.send(FileMsg::Refused(position, e)).is_err() || again.is_err() {
                     return Ok(());
                 }

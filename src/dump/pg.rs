@@ -303,12 +303,14 @@ pub(super) fn dump_table<W: Write>(
         })
         .collect();
     let layout = w.layout(cols.iter().map(Vec::as_slice));
-    // The primary key's columns among the values, to name a row a mask fails on.
+    // The primary key's columns among the values, to name a row a mask fails on (none when
+    // the table has no key).
     let key_columns: Vec<usize> = table
         .primary_key
         .iter()
-        .filter_map(|k| table.stored_columns().position(|c| &c.name == k))
-        .collect();
+        .map(|k| table.stored_columns().position(|c| &c.name == k))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
     let mut out = RowOut {
         masked: !mask.is_noop(),
         mask,
@@ -441,7 +443,16 @@ impl<W: Write> RowOut<'_, W> {
                 value(i, v)?;
             }
             if let Err(e) = self.mask.apply(&mut self.values, &mut self.mask_scratch) {
-                self.mask_error = Some((e, self.key()));
+                // The key's columns are never masked: their values are as read.
+                let key = (!self.key_columns.is_empty()).then(|| {
+                    let values: Vec<std::borrow::Cow<'_, str>> = self
+                        .key_columns
+                        .iter()
+                        .map(|&i| String::from_utf8_lossy(&self.values[i]))
+                        .collect();
+                    crate::error::Location::key_text(self.primary_key, &values)
+                });
+                self.mask_error = Some((e, key));
                 return Err(io_err("masking failed".into()));
             }
             let values = &self.values;
@@ -457,27 +468,6 @@ impl<W: Write> RowOut<'_, W> {
             self.progress.rows(4096);
         }
         Ok(())
-    }
-}
-
-impl<W: Write> RowOut<'_, W> {
-    /// The current row's key as errors show it (`id=7`, `(a, b)=(1, "x")`), from its rendered
-    /// values; None without a primary key.
-    fn key(&self) -> Option<String> {
-        let names = self.primary_key;
-        if self.key_columns.is_empty() || self.key_columns.len() != names.len() {
-            return None;
-        }
-        let vals: Vec<String> = self
-            .key_columns
-            .iter()
-            .map(|&i| String::from_utf8_lossy(&self.values[i]).into_owned())
-            .collect();
-        Some(if vals.len() == 1 {
-            format!("{}={}", names[0], vals[0])
-        } else {
-            format!("({})=({})", names.join(", "), vals.join(", "))
-        })
     }
 }
 

@@ -204,11 +204,7 @@ fn row_key(table: &Table, pk: &[usize], row: &[Val]) -> Option<String> {
             }
         })
         .collect();
-    Some(if vals.len() == 1 {
-        format!("{}={}", table.primary_key[0], vals[0])
-    } else {
-        format!("({})=({})", table.primary_key.join(", "), vals.join(", "))
-    })
+    Some(Location::key_text(&table.primary_key, &vals))
 }
 
 /// Appends the JSON for one stored value (see the module doc).

@@ -106,11 +106,7 @@ pub(crate) fn row_key(table: &Table, row: &RawRow) -> Option<String> {
         .iter()
         .map(|k| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.get()))
         .collect::<Option<_>>()?;
-    Some(if vals.len() == 1 {
-        format!("{}={}", table.primary_key[0], vals[0])
-    } else {
-        format!("({})=({})", table.primary_key.join(", "), vals.join(", "))
-    })
+    Some(crate::error::Location::key_text(&table.primary_key, &vals))
 }
 
 /// A row resolved against its table: (index into `table.columns`, raw value) in the table's
