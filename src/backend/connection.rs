@@ -353,9 +353,14 @@ impl Connection {
         let outermost = self.transaction_depth() == 0;
         let r = match self {
             Connection::Pg(c) => match mode {
+                // A dump's transaction waits between statements while its output drains and,
+                // in a parallel dump, while the workers read: a server-side
+                // idle_in_transaction_session_timeout (common on managed PostgreSQL) would end
+                // it, and with it the snapshot and the table locks (pg_dump turns it off too).
                 TxMode::Snapshot if outermost => AnsiTransactionManager::begin_transaction_sql(
                     c,
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0",
                 ),
                 _ => AnsiTransactionManager::begin_transaction(c),
             },

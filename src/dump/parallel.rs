@@ -231,10 +231,13 @@ impl Job<'_> {
     /// waits for the dump to end: a cycle through this process that the server cannot see. A
     /// worker gives up after [`WORKER_LOCK_TIMEOUT`] and leaves that table to the leading
     /// connection, whose lock is already granted (pg_dump's workers fail the dump instead).
+    /// A worker waits idle between its parts while the writer catches up: no idle timeout,
+    /// as on the leading connection (`TxMode::Snapshot`).
     fn begin(&self, conn: &mut Connection) -> Result<()> {
         conn.execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
-             SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'",
+             SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'; \
+             SET LOCAL idle_in_transaction_session_timeout = 0",
             crate::catalog::quote_literal(self.snapshot)
         ))
     }

@@ -15,7 +15,8 @@
 //!   failed or dry-run load leaves schema and data exactly as they were, and other sessions
 //!   never see the table without its constraints. The price is the lock: ALTER TABLE and DROP
 //!   INDEX take ACCESS EXCLUSIVE on the loaded table (nobody else reads or writes it until
-//!   COMMIT) and SHARE ROW EXCLUSIVE on the tables its keys reference (readable, not writable).
+//!   COMMIT), and dropping a foreign key takes ACCESS EXCLUSIVE on the referenced table too
+//!   (PostgreSQL removes its check triggers there), even when that table is not loaded.
 //! - Primary keys, unique and exclusion constraints stay (upserts and ON CONFLICT need them, and
 //!   they report a duplicate on the row that carries it). NOT VALID keys stay too: re-adding
 //!   one would not check the new rows, which the row-by-row path does.

@@ -690,3 +690,45 @@ fn parallel_dump_reads_on_the_leading_connection_when_workers_cannot_connect() {
         one_table.stdout
     );
 }
+
+/// A server-side idle_in_transaction_session_timeout (managed PostgreSQL often sets one) ends
+/// neither the leading connection's transaction while it waits for the workers, nor a worker's
+/// while it waits for its turn: the dump keeps its snapshot and locks, as pg_dump does.
+#[test]
+fn parallel_dump_survives_an_idle_in_transaction_timeout() {
+    let db = TestDb::new("parallel_dump_idle_timeout");
+    db.sql(LARGE);
+    let tables = ["--table", "big", "--table", "named", "--table", "child"];
+    let dump = |args: &[&str]| {
+        let mut all = vec!["dump"];
+        all.extend(tables);
+        all.extend(args);
+        let out = dbf(&db, &all);
+        assert_eq!(out.code, 0, "{args:?}: {out:#?}");
+        out.stdout
+    };
+    let serial = dump(&[]);
+    // Shorter than the leading connection's wait for its workers over the large table.
+    db.sql(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+         idle_in_transaction_session_timeout = ''20ms''', current_database()); END $$",
+    );
+    assert!(dump(&[]) == serial, "-j 1 differs under the timeout");
+    assert!(dump(&["-j", "2"]) == serial, "-j 2 differs");
+    assert!(dump(&["-j", "3"]) == serial, "-j 3 differs");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.json");
+    dump(&["-j", "2", "-o", file.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&file).unwrap() == serial.as_bytes(),
+        "-j 2 -o FILE differs"
+    );
+    let files = format!("{}/", dir.path().join("files").display());
+    dump(&["-j", "2", "-o", &files]);
+    let one_table = dbf(&db, &["dump", "--table", "named"]);
+    assert_eq!(one_table.code, 0, "{one_table:#?}");
+    assert!(
+        std::fs::read_to_string(dir.path().join("files/named.json")).unwrap() == one_table.stdout,
+        "-j 2 -o DIR/ differs"
+    );
+}
