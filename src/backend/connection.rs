@@ -244,6 +244,15 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Opens a PostgreSQL snapshot transaction ([`TxMode::Snapshot`], and a parallel dump's workers
+/// before they import the leading connection's snapshot). A dump's transaction waits between
+/// statements while its output drains and, in a parallel dump, while the workers read or the
+/// writer catches up: a server-side idle_in_transaction_session_timeout (common on managed
+/// PostgreSQL) would end it, and with it the snapshot and the table locks (pg_dump turns it off
+/// too).
+pub(crate) const PG_SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+     SET LOCAL idle_in_transaction_session_timeout = 0";
+
 /// How a new transaction is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {
@@ -353,15 +362,9 @@ impl Connection {
         let outermost = self.transaction_depth() == 0;
         let r = match self {
             Connection::Pg(c) => match mode {
-                // A dump's transaction waits between statements while its output drains and,
-                // in a parallel dump, while the workers read: a server-side
-                // idle_in_transaction_session_timeout (common on managed PostgreSQL) would end
-                // it, and with it the snapshot and the table locks (pg_dump turns it off too).
-                TxMode::Snapshot if outermost => AnsiTransactionManager::begin_transaction_sql(
-                    c,
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                     SET LOCAL idle_in_transaction_session_timeout = 0",
-                ),
+                TxMode::Snapshot if outermost => {
+                    AnsiTransactionManager::begin_transaction_sql(c, PG_SNAPSHOT_BEGIN)
+                }
                 _ => AnsiTransactionManager::begin_transaction(c),
             },
             // SQLite: BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer

@@ -137,6 +137,17 @@ impl Table {
     pub fn stored_columns(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| !c.generated)
     }
+
+    /// The primary key's columns by their place among [`Table::stored_columns`] (in a dumped
+    /// row), in key order; empty when the table has no key or a key column is not stored (a
+    /// partial key would name a row wrongly).
+    pub fn stored_key_positions(&self) -> Vec<usize> {
+        self.primary_key
+            .iter()
+            .map(|k| self.stored_columns().position(|c| &c.name == k))
+            .collect::<Option<_>>()
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

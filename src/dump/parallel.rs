@@ -42,6 +42,7 @@ use std::sync::{mpsc, Mutex};
 use super::{
     pg, plan, table_rows, DumpOptions, DumpSummary, Filters, KeyOrder, KeyRange, Output, PartRange,
 };
+use crate::backend::connection::PG_SNAPSHOT_BEGIN;
 use crate::backend::{Connection, DatabaseUrl, TxMode};
 use crate::catalog::{quote_ident, Catalog, Table};
 use crate::error::{Error, Result};
@@ -231,13 +232,10 @@ impl Job<'_> {
     /// waits for the dump to end: a cycle through this process that the server cannot see. A
     /// worker gives up after [`WORKER_LOCK_TIMEOUT`] and leaves that table to the leading
     /// connection, whose lock is already granted (pg_dump's workers fail the dump instead).
-    /// A worker waits idle between its parts while the writer catches up: no idle timeout,
-    /// as on the leading connection (`TxMode::Snapshot`).
     fn begin(&self, conn: &mut Connection) -> Result<()> {
         conn.execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
-             SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'; \
-             SET LOCAL idle_in_transaction_session_timeout = 0",
+            "{PG_SNAPSHOT_BEGIN}; SET TRANSACTION SNAPSHOT {}; \
+             SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'",
             crate::catalog::quote_literal(self.snapshot)
         ))
     }
@@ -1020,22 +1018,34 @@ pub(super) fn dump_to_dir(
             // And those no worker took (none could connect).
             left.extend(next.load(Ordering::Relaxed).min(paths.len())..paths.len());
             for position in left {
-                let t = job.tables[position];
-                let (rows, bytes) = super::table_to_file(
-                    conn,
-                    job.table(position),
-                    job.filters.of(t),
-                    job.masks.table(t),
-                    job.opts.pretty,
-                    &paths[position],
-                    gzip,
-                    &NoProgress,
-                )?;
+                let (rows, bytes) = table_file(conn, job, position, &paths[position], gzip)?;
                 done(position, rows, bytes);
             }
             Ok(summary)
         })
     })
+}
+
+/// Writes the table at `position` in the dump order to its file `path`, on a worker's
+/// connection or the leading one: its rows and bytes.
+fn table_file(
+    conn: &mut Connection,
+    job: &Job<'_>,
+    position: usize,
+    path: &Path,
+    gzip: bool,
+) -> Result<(u64, u64)> {
+    let t = job.tables[position];
+    super::table_to_file(
+        conn,
+        job.table(position),
+        job.filters.of(t),
+        job.masks.table(t),
+        job.opts.pretty,
+        path,
+        gzip,
+        &NoProgress,
+    )
 }
 
 /// From the workers of a dump to a directory to the leading thread.
@@ -1074,17 +1084,7 @@ fn file_worker(
         let Some(path) = paths.get(position) else {
             break;
         };
-        let t = job.tables[position];
-        let msg = match super::table_to_file(
-            &mut conn,
-            job.table(position),
-            job.filters.of(t),
-            job.masks.table(t),
-            job.opts.pretty,
-            path,
-            gzip,
-            &NoProgress,
-        ) {
+        let msg = match table_file(&mut conn, job, position, path, gzip) {
             Ok((rows, bytes)) => FileMsg::Done(position, rows, bytes),
             Err(e @ Error::Database { .. }) => {
                 // The file was not written; the error aborted the transaction: start another

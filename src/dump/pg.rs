@@ -305,12 +305,7 @@ pub(super) fn dump_table<W: Write>(
     let layout = w.layout(cols.iter().map(Vec::as_slice));
     // The primary key's columns among the values, to name a row a mask fails on (none when
     // the table has no key).
-    let key_columns: Vec<usize> = table
-        .primary_key
-        .iter()
-        .map(|k| table.stored_columns().position(|c| &c.name == k))
-        .collect::<Option<_>>()
-        .unwrap_or_default();
+    let key_columns = table.stored_key_positions();
     let mut out = RowOut {
         masked: !mask.is_noop(),
         mask,

@@ -123,11 +123,7 @@ pub(super) fn dump_table<W: Write>(
             (k, c.kind, c.name.as_str())
         })
         .collect();
-    let pk: Vec<usize> = table
-        .primary_key
-        .iter()
-        .filter_map(|k| cols.iter().position(|(_, _, n)| n == k))
-        .collect();
+    let pk = table.stored_key_positions();
     let db_err = |e: diesel::result::Error| {
         Error::db(format!("dumping table {}", table.key), describe_diesel(&e))
     };
